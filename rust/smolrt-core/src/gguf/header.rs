@@ -55,8 +55,8 @@ pub(crate) fn parse_header(bytes: &[u8]) -> Result<Header> {
         });
     if needed.is_none_or(|n| n > c.remaining()) {
         return Err(Error::model_load(format!(
-            "implausible header at byte {counts_at}: {tensor_count} tensors and {kv_count} \
-             metadata entries cannot fit in the {} bytes that remain",
+            "truncated or corrupt header at byte {counts_at}: {tensor_count} tensors and \
+             {kv_count} metadata entries cannot fit in the {} bytes that remain",
             c.remaining()
         )));
     }

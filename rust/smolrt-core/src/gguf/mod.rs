@@ -210,6 +210,13 @@ mod tests {
     use super::*;
 
     #[test]
+    fn file_can_be_shared_across_threads() {
+        // The engine keeps one parsed file behind an Arc used by worker threads.
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<GgufFile>();
+    }
+
+    #[test]
     fn aligned_copy_is_aligned_and_equal() {
         let src: Vec<u8> = (0..100u8).collect();
         for skip in 0..8 {

@@ -105,17 +105,28 @@ pub(crate) fn read_value(
     key: &str,
     depth: usize,
 ) -> Result<MetadataValue> {
-    let at = c.pos();
+    // Built once per key, not per array element: token lists have ~50k strings.
     let what = format!("value of metadata key '{key}'");
+    read_value_as(c, type_id, key, &what, depth)
+}
+
+fn read_value_as(
+    c: &mut Cursor<'_>,
+    type_id: u32,
+    key: &str,
+    what: &str,
+    depth: usize,
+) -> Result<MetadataValue> {
+    let at = c.pos();
     Ok(match type_id {
-        0 => MetadataValue::U8(c.u8(&what)?),
-        1 => MetadataValue::I8(c.i8(&what)?),
-        2 => MetadataValue::U16(c.u16(&what)?),
-        3 => MetadataValue::I16(c.i16(&what)?),
-        4 => MetadataValue::U32(c.u32(&what)?),
-        5 => MetadataValue::I32(c.i32(&what)?),
-        6 => MetadataValue::F32(c.f32(&what)?),
-        7 => match c.u8(&what)? {
+        0 => MetadataValue::U8(c.u8(what)?),
+        1 => MetadataValue::I8(c.i8(what)?),
+        2 => MetadataValue::U16(c.u16(what)?),
+        3 => MetadataValue::I16(c.i16(what)?),
+        4 => MetadataValue::U32(c.u32(what)?),
+        5 => MetadataValue::I32(c.i32(what)?),
+        6 => MetadataValue::F32(c.f32(what)?),
+        7 => match c.u8(what)? {
             0 => MetadataValue::Bool(false),
             1 => MetadataValue::Bool(true),
             b => {
@@ -124,16 +135,16 @@ pub(crate) fn read_value(
                 )))
             }
         },
-        8 => MetadataValue::String(c.string(&what)?),
-        9 => read_array(c, key, depth)?,
-        10 => MetadataValue::U64(c.u64(&what)?),
-        11 => MetadataValue::I64(c.i64(&what)?),
-        12 => MetadataValue::F64(c.f64(&what)?),
+        8 => MetadataValue::String(c.string(what)?),
+        9 => read_array(c, key, what, depth)?,
+        10 => MetadataValue::U64(c.u64(what)?),
+        11 => MetadataValue::I64(c.i64(what)?),
+        12 => MetadataValue::F64(c.f64(what)?),
         _ => return Err(unknown_type(type_id, key, at)),
     })
 }
 
-fn read_array(c: &mut Cursor<'_>, key: &str, depth: usize) -> Result<MetadataValue> {
+fn read_array(c: &mut Cursor<'_>, key: &str, what: &str, depth: usize) -> Result<MetadataValue> {
     let at = c.pos();
     if depth >= MAX_ARRAY_DEPTH {
         return Err(Error::model_load(format!(
@@ -155,7 +166,7 @@ fn read_array(c: &mut Cursor<'_>, key: &str, depth: usize) -> Result<MetadataVal
     // Bounded by the check above: `len` elements really can fit in the file.
     let mut items = Vec::with_capacity(len);
     for _ in 0..len {
-        items.push(read_value(c, elem_type, key, depth + 1)?);
+        items.push(read_value_as(c, elem_type, key, what, depth + 1)?);
     }
     Ok(MetadataValue::Array(items))
 }
