@@ -98,8 +98,8 @@ impl Bpe {
                     "tokenizer merge {rank} has an empty right half: {line:?}"
                 )));
             }
-            let rank = u32::try_from(rank)
-                .map_err(|_| Error::model_load("too many tokenizer merges"))?;
+            let rank =
+                u32::try_from(rank).map_err(|_| Error::model_load("too many tokenizer merges"))?;
             let key = (intern(left), intern(right));
             let joined = format!("{left}{right}");
             let result = intern(&joined);
@@ -111,8 +111,10 @@ impl Bpe {
         for b in 0..=255u8 {
             let mut buf = [0u8; 4];
             let s = byte_to_char(b).encode_utf8(&mut buf);
-            byte_symbol[usize::from(b)] =
-                token_to_id.get(&*s).copied().or_else(|| extra.get(&*s).copied());
+            byte_symbol[usize::from(b)] = token_to_id
+                .get(&*s)
+                .copied()
+                .or_else(|| extra.get(&*s).copied());
         }
         let mut ascii_token = [None; 128];
         for (c, slot) in ascii_token.iter_mut().enumerate() {
@@ -133,12 +135,7 @@ impl Bpe {
     }
 
     /// Token ids for one pre-tokenized word (raw text, not yet byte-level mapped).
-    pub fn encode_word(
-        &self,
-        word: &str,
-        token_to_id: &HashMap<String, u32>,
-        out: &mut Vec<u32>,
-    ) {
+    pub fn encode_word(&self, word: &str, token_to_id: &HashMap<String, u32>, out: &mut Vec<u32>) {
         if let Ok(cache) = self.cache.lock() {
             if let Some(ids) = cache.get(word) {
                 out.extend_from_slice(ids);
@@ -192,7 +189,9 @@ impl Bpe {
             let (l, r) = (c.left, c.right);
             // Stale entry: one side has merged since. Symbols never move, so unchanged ids at
             // both positions mean the pair is still adjacent and unchanged.
-            if sym[l].len == 0 || sym[r].len == 0 || sym[l].id != Some(c.left_id)
+            if sym[l].len == 0
+                || sym[r].len == 0
+                || sym[l].id != Some(c.left_id)
                 || sym[r].id != Some(c.right_id)
             {
                 continue;
@@ -241,7 +240,9 @@ impl Bpe {
         right: usize,
         queue: &mut BinaryHeap<Reverse<Candidate>>,
     ) {
-        let (Some(left_id), Some(right_id)) = (sym[left].id, sym[right].id) else { return };
+        let (Some(left_id), Some(right_id)) = (sym[left].id, sym[right].id) else {
+            return;
+        };
         if let Some(m) = self.merges.get(&(left_id, right_id)) {
             queue.push(Reverse(Candidate {
                 rank: m.rank,

@@ -31,7 +31,10 @@ fn tables() -> &'static Tables {
             byte_to_char[usize::from(b)] = c;
             char_to_byte[cp as usize] = Some(b);
         }
-        Tables { byte_to_char, char_to_byte }
+        Tables {
+            byte_to_char,
+            char_to_byte,
+        }
     })
 }
 

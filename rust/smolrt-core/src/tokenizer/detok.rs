@@ -56,7 +56,10 @@ pub struct IncrementalDecoder {
 
 impl IncrementalDecoder {
     pub fn new(skip_special: bool) -> Self {
-        Self { skip_special, pending: Vec::new() }
+        Self {
+            skip_special,
+            pending: Vec::new(),
+        }
     }
 
     /// Adds one token and returns the text that became complete (possibly empty). Ids outside

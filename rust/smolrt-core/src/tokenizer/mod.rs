@@ -42,6 +42,27 @@ pub struct TokenizerSpec {
     pub add_bos: bool,
 }
 
+impl TokenizerSpec {
+    /// What `add_bos` should be when the file has no `tokenizer.ggml.add_bos_token`: llama.cpp
+    /// turns it on for llama3-style pre-tokenizers and leaves it off for other BPE vocabs.
+    pub fn default_add_bos(pre: Option<&str>) -> bool {
+        matches!(
+            pre,
+            Some(
+                "llama3"
+                    | "llama-v3"
+                    | "llama-bpe"
+                    | "falcon3"
+                    | "falcon-h1"
+                    | "pixtral"
+                    | "midm-2.0"
+                    | "lfm2"
+                    | "jina-v5-nano"
+            )
+        )
+    }
+}
+
 pub struct Tokenizer {
     vocab: Vocab,
     bpe: Bpe,
@@ -88,17 +109,27 @@ impl Tokenizer {
             }
         }
         if spec.add_bos && spec.bos_id.is_none() {
-            return Err(Error::model_load("tokenizer asks to add BOS but has no BOS id"));
+            return Err(Error::model_load(
+                "tokenizer asks to add BOS but has no BOS id",
+            ));
         }
 
         let resolved = PreTokenizer::for_name(spec.pre.as_deref())?;
         let vocab = Vocab::new(
             spec.tokens,
             &spec.token_types,
-            SpecialIds { eos: spec.eos_id, eot: spec.eot_id },
+            SpecialIds {
+                eos: spec.eos_id,
+                eot: spec.eot_id,
+            },
         )?;
         let PresetFlags { ignore_merges, .. } = resolved.pre.flags;
-        let bpe = Bpe::new(&vocab.token_to_id, vocab.len() as u32, &spec.merges, ignore_merges)?;
+        let bpe = Bpe::new(
+            &vocab.token_to_id,
+            vocab.len() as u32,
+            &spec.merges,
+            ignore_merges,
+        )?;
 
         let mut warnings = vocab.warnings.clone();
         warnings.extend(resolved.warning);
@@ -127,7 +158,8 @@ impl Tokenizer {
                 Fragment::Token(id) => out.push(id),
                 Fragment::Text(range) => {
                     for word in self.pre.split(&text[range]) {
-                        self.bpe.encode_word(word, &self.vocab.token_to_id, &mut out);
+                        self.bpe
+                            .encode_word(word, &self.vocab.token_to_id, &mut out);
                     }
                 }
             }

@@ -11,11 +11,14 @@ use fancy_regex::Regex;
 use crate::{Error, Result};
 
 /// GPT-2's split, with the `\s+` fallback llama.cpp's hand-written splitter applies.
-const GPT2: &str =
-    r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
+const GPT2: &str = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
 const LLAMA3: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 const QWEN2: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 const EACH_DIGIT: &str = r"\p{N}";
+/// CJK/Hangul runs. llama.cpp matches regexes with literal non-ASCII ranges after replacing
+/// non-ASCII whitespace with U+000B, so whitespace inside the ranges (U+2028, U+3000, ...) must
+/// not match.
+const CJK_RUNS: &str = r"[[一-龥ࠀ-一가-퟿]&&\S]+";
 
 /// Behaviour switches that travel with a preset (llama.cpp sets them per pre-tokenizer name).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,10 +46,17 @@ impl PreTokenizer {
         let regexes = patterns
             .iter()
             .map(|p| {
-                Regex::new(p).map_err(|e| Error::internal(format!("pre-tokenizer regex {p:?}: {e}")))
+                Regex::new(p)
+                    .map_err(|e| Error::internal(format!("pre-tokenizer regex {p:?}: {e}")))
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(Self { regexes, flags: PresetFlags { ignore_merges, clean_spaces } })
+        Ok(Self {
+            regexes,
+            flags: PresetFlags {
+                ignore_merges,
+                clean_spaces,
+            },
+        })
     }
 
     /// Picks the preset for a `tokenizer.ggml.pre` value. Names follow llama.cpp's table.
@@ -86,7 +96,7 @@ impl PreTokenizer {
                 true,
             )?),
             "deepseek-coder" => ok(Self::new(
-                &[r"[\r\n]", r"\s?\p{L}+", r"\s?\p{P}+", "[一-龥ࠀ-一가-퟿]+", r"\p{N}"],
+                &[r"[\r\n]", r"\s?\p{L}+", r"\s?\p{P}+", CJK_RUNS, r"\p{N}"],
                 false,
                 false,
             )?),
@@ -101,12 +111,20 @@ impl PreTokenizer {
 
     /// llama.cpp's catch-all list for a missing or "default" pre-tokenizer.
     fn default_preset() -> Result<Self> {
-        Self::new(&[r"[\p{P}\$\+<=>\^~\|]+", GPT2, r"\p{N}+", "[0-9][0-9][0-9]"], false, true)
+        Self::new(
+            &[r"[\p{P}\$\+<=>\^~\|]+", GPT2, r"\p{N}+", "[0-9][0-9][0-9]"],
+            false,
+            true,
+        )
     }
 
     /// Splits `text` into words. Every byte of `text` ends up in exactly one word, in order.
     pub fn split<'t>(&self, text: &'t str) -> Vec<&'t str> {
-        let mut pieces: Vec<&'t str> = if text.is_empty() { Vec::new() } else { vec![text] };
+        let mut pieces: Vec<&'t str> = if text.is_empty() {
+            Vec::new()
+        } else {
+            vec![text]
+        };
         for re in &self.regexes {
             let mut next = Vec::with_capacity(pieces.len() * 2);
             for piece in pieces {
@@ -149,8 +167,14 @@ mod tests {
 
     #[test]
     fn smollm_isolates_digits_and_keeps_spaces_with_words() {
-        assert_eq!(split("smollm", "abc 1234 x"), ["abc", " ", "1", "2", "3", "4", " x"]);
-        assert_eq!(split("smollm", "Hello, world!"), ["Hello", ",", " world", "!"]);
+        assert_eq!(
+            split("smollm", "abc 1234 x"),
+            ["abc", " ", "1", "2", "3", "4", " x"]
+        );
+        assert_eq!(
+            split("smollm", "Hello, world!"),
+            ["Hello", ",", " world", "!"]
+        );
     }
 
     #[test]
@@ -168,7 +192,10 @@ mod tests {
 
     #[test]
     fn llama3_groups_three_digits_and_newlines() {
-        assert_eq!(split("llama-bpe", "12345 ab\n\n"), ["123", "45", " ab", "\n\n"]);
+        assert_eq!(
+            split("llama-bpe", "12345 ab\n\n"),
+            ["123", "45", " ab", "\n\n"]
+        );
         assert_eq!(split("llama-bpe", "x!!\ny"), ["x", "!!\n", "y"]);
     }
 
@@ -183,7 +210,14 @@ mod tests {
     #[test]
     fn split_never_drops_bytes() {
         let text = "héllo wörld  123\t\t\n😀 it's ½ done?!";
-        for pre in ["smollm", "gpt-2", "llama-bpe", "qwen2", "default", "deepseek-coder"] {
+        for pre in [
+            "smollm",
+            "gpt-2",
+            "llama-bpe",
+            "qwen2",
+            "default",
+            "deepseek-coder",
+        ] {
             let r = PreTokenizer::for_name(Some(pre)).unwrap();
             assert_eq!(r.pre.split(text).concat(), text, "{pre}");
         }

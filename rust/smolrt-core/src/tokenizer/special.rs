@@ -29,7 +29,11 @@ pub fn sort_for_matching(tokens: &mut [SpecialToken]) {
 /// Partitions `text` into ordinary text ranges and special tokens. `specials` must be sorted
 /// with [`sort_for_matching`].
 pub fn partition(text: &str, specials: &[SpecialToken], parse_special: bool) -> Vec<Fragment> {
-    let mut fragments = if text.is_empty() { Vec::new() } else { vec![Fragment::Text(0..text.len())] };
+    let mut fragments = if text.is_empty() {
+        Vec::new()
+    } else {
+        vec![Fragment::Text(0..text.len())]
+    };
     for special in specials {
         if special.text.is_empty() || (special.needs_parse_special && !parse_special) {
             continue;
@@ -68,9 +72,21 @@ mod tests {
 
     fn specials() -> Vec<SpecialToken> {
         let mut v = vec![
-            SpecialToken { id: 1, text: "<a>".into(), needs_parse_special: true },
-            SpecialToken { id: 2, text: "<a><b>".into(), needs_parse_special: true },
-            SpecialToken { id: 3, text: "[U]".into(), needs_parse_special: false },
+            SpecialToken {
+                id: 1,
+                text: "<a>".into(),
+                needs_parse_special: true,
+            },
+            SpecialToken {
+                id: 2,
+                text: "<a><b>".into(),
+                needs_parse_special: true,
+            },
+            SpecialToken {
+                id: 3,
+                text: "[U]".into(),
+                needs_parse_special: false,
+            },
         ];
         sort_for_matching(&mut v);
         v

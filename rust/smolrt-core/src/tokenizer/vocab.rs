@@ -34,22 +34,58 @@ fn attr_from_type(t: i32) -> u16 {
 /// Texts llama.cpp treats as FIM pad / repo / file-separator tokens; it makes them
 /// end-of-generation (and control) when present.
 const FIM_PAD_TEXTS: &[&str] = &["<|fim_pad|>", "<fim-pad>", "<fim_pad>", "<PAD>", "[PAD]"];
-const FIM_REP_TEXTS: &[&str] =
-    &["<|fim_repo|>", "<|repo_name|>", "<fim-repo>", "<REPO>", "<reponame>"];
+const FIM_REP_TEXTS: &[&str] = &[
+    "<|fim_repo|>",
+    "<|repo_name|>",
+    "<fim-repo>",
+    "<REPO>",
+    "<reponame>",
+];
 const FIM_SEP_TEXTS: &[&str] = &["<|file_sep|>"];
 /// Other FIM texts: only forced to control type.
 const FIM_OTHER_TEXTS: &[&str] = &[
-    "<|fim_prefix|>", "<fim-prefix>", "<fim_prefix>", "<｜fim▁begin｜>", "<PRE>", "▁<PRE>",
-    "<|code_prefix|>", "<|prefix|>", "<|fim_suffix|>", "<fim-suffix>", "<fim_suffix>",
-    "<｜fim▁hole｜>", "<SUF>", "▁<SUF>", "<|code_suffix|>", "<|suffix|>", "<|fim_middle|>",
-    "<fim-middle>", "<fim_middle>", "<｜fim▁end｜>", "<MID>", "▁<MID>", "<|code_middle|>",
+    "<|fim_prefix|>",
+    "<fim-prefix>",
+    "<fim_prefix>",
+    "<｜fim▁begin｜>",
+    "<PRE>",
+    "▁<PRE>",
+    "<|code_prefix|>",
+    "<|prefix|>",
+    "<|fim_suffix|>",
+    "<fim-suffix>",
+    "<fim_suffix>",
+    "<｜fim▁hole｜>",
+    "<SUF>",
+    "▁<SUF>",
+    "<|code_suffix|>",
+    "<|suffix|>",
+    "<|fim_middle|>",
+    "<fim-middle>",
+    "<fim_middle>",
+    "<｜fim▁end｜>",
+    "<MID>",
+    "▁<MID>",
+    "<|code_middle|>",
     "<|middle|>",
 ];
 /// Texts whose tokens end generation (llama.cpp's list, for the families we can meet).
 const EOG_TEXTS: &[&str] = &[
-    "<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|eom_id|>",
-    "<EOT>", "_<EOT>", "[EOT]", "[EOS]", "<|end_of_text|>", "<end_of_utterance>",
-    "<｜end▁of▁sentence｜>", "</s>", "<eos>",
+    "<|eot_id|>",
+    "<|im_end|>",
+    "<|end|>",
+    "<end_of_turn>",
+    "<|endoftext|>",
+    "<|eom_id|>",
+    "<EOT>",
+    "_<EOT>",
+    "[EOT]",
+    "[EOS]",
+    "<|end_of_text|>",
+    "<end_of_utterance>",
+    "<｜end▁of▁sentence｜>",
+    "</s>",
+    "<eos>",
 ];
 
 pub struct Vocab {
@@ -102,7 +138,10 @@ impl Vocab {
         let mut attrs: Vec<u16> = if token_types.is_empty() {
             vec![attr::NORMAL; n]
         } else {
-            token_types[..n].iter().map(|&t| attr_from_type(t)).collect()
+            token_types[..n]
+                .iter()
+                .map(|&t| attr_from_type(t))
+                .collect()
         };
 
         // Tokens llama.cpp recognises by text get control type even if the file says otherwise;
@@ -158,7 +197,15 @@ impl Vocab {
             .map(|(text, &a)| piece_for(text, a).into_boxed_slice())
             .collect();
 
-        Ok(Self { texts, attrs, token_to_id, pieces, specials, eog, warnings })
+        Ok(Self {
+            texts,
+            attrs,
+            token_to_id,
+            pieces,
+            specials,
+            eog,
+            warnings,
+        })
     }
 
     pub fn len(&self) -> usize {
@@ -180,7 +227,8 @@ impl Vocab {
     /// Control and unknown tokens are dropped from output when specials are skipped;
     /// user-defined tokens are ordinary text to the reader and always shown.
     pub fn hidden_when_skipping(&self, id: u32) -> bool {
-        self.attr(id).is_some_and(|a| a & (attr::CONTROL | attr::UNKNOWN) != 0)
+        self.attr(id)
+            .is_some_and(|a| a & (attr::CONTROL | attr::UNKNOWN) != 0)
     }
 }
 
