@@ -361,6 +361,31 @@ fn top_p_keeps_smallest_set_reaching_p() {
 }
 
 #[test]
+fn draws_across_a_large_vocab_land_on_the_right_ids() {
+    // Two live tokens far apart in a 5000-token vocab, the rest negligible (e^-40).
+    let mut base = vec![-40.0f32; 5000];
+    base[130] = 3f32.ln();
+    base[4321] = 0.0;
+    let c = draw_counts(&mut sampler(|_| {}), &base, 2000);
+    assert_eq!(c[130] + c[4321], 2000, "stray draws");
+    assert!((c[130] as f32 / 2000.0 - 0.75).abs() < 0.04, "{}", c[130]);
+    // The same through the top-k path (k above the small-k scan) and the top-p path.
+    for mut s in [sampler(|p| p.top_k = 100), sampler(|p| p.top_p = 0.99)] {
+        let c = draw_counts(&mut s, &base, 2000);
+        assert_eq!(c[130] + c[4321], 2000, "stray draws");
+        assert!((c[130] as f32 / 2000.0 - 0.75).abs() < 0.04, "{}", c[130]);
+    }
+}
+
+#[test]
+fn top_k_limits_the_draw_to_the_best_k() {
+    let base = logits_for(&[0.1, 0.4, 0.2, 0.3]);
+    let c = draw_counts(&mut sampler(|p| p.top_k = 2), &base, 2000);
+    assert_eq!((c[0], c[2]), (0, 0), "{c:?}");
+    assert!((c[1] as f32 / 2000.0 - 4.0 / 7.0).abs() < 0.05, "{c:?}");
+}
+
+#[test]
 fn plain_sampling_follows_the_tempered_distribution() {
     let base = logits_for(&[0.5, 0.25, 0.25]);
     let mut s = sampler(|_| {});

@@ -4,6 +4,9 @@
 //! model's distribution, not the one a particular temperature happened to draw from.
 //! NaN logits count as `-inf` (probability zero) so one bad value cannot poison the normaliser.
 
+use super::truncation::top_n;
+use super::weights::{max_logit, sum_exp};
+
 /// The log of the softmax denominator, in a form that also covers the degenerate cases.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) enum LogNormaliser {
@@ -17,10 +20,7 @@ pub(crate) enum LogNormaliser {
 
 impl LogNormaliser {
     pub fn new(logits: &[f32]) -> Self {
-        let max = logits
-            .iter()
-            .copied()
-            .fold(f32::NEG_INFINITY, max_ignoring_nan);
+        let max = max_logit(logits);
         if max == f32::NEG_INFINITY {
             return Self::Empty;
         }
@@ -30,12 +30,7 @@ impl LogNormaliser {
                 log_count: (count as f32).ln(),
             };
         }
-        // f64 accumulation: 150k small terms lose several digits when summed in f32.
-        let sum: f64 = logits
-            .iter()
-            .filter(|&&x| x > f32::NEG_INFINITY)
-            .map(|&x| f64::from((x - max).exp()))
-            .sum();
+        let sum = sum_exp(logits, max);
         Self::Finite {
             log_sum_exp: max + sum.ln() as f32,
         }
@@ -50,39 +45,11 @@ impl LogNormaliser {
     }
 }
 
-fn max_ignoring_nan(acc: f32, x: f32) -> f32 {
-    if x > acc {
-        x
-    } else {
-        acc
-    }
-}
-
 /// The `n` most likely tokens with their logprobs, most likely first, ties to the lower id.
 /// Tokens with zero probability are never listed, so fewer than `n` may come back.
-///
-/// One pass with a small sorted buffer instead of a selection over the whole vocab: `n` is at
-/// most 20, and almost every logit fails the first comparison against the current worst entry.
 pub(crate) fn top_logprobs(logits: &[f32], n: usize, norm: &LogNormaliser) -> Vec<(u32, f32)> {
-    let mut top: Vec<(u32, f32)> = Vec::with_capacity(n);
-    if n == 0 {
-        return top;
-    }
-    for (id, &x) in logits.iter().enumerate() {
-        if x.is_nan() || x == f32::NEG_INFINITY {
-            continue;
-        }
-        if top.len() == n {
-            // Ids arrive in ascending order, so an equal logit loses the tie and is skipped.
-            if x <= top[n - 1].1 {
-                continue;
-            }
-            top.pop();
-        }
-        // Insert after every entry that is at least as large: keeps ties in id order.
-        let at = top.partition_point(|&(_, y)| y >= x);
-        top.insert(at, (id as u32, x));
-    }
+    let mut top = Vec::with_capacity(n);
+    top_n(logits, n, &mut top);
     for entry in &mut top {
         entry.1 = norm.logprob(entry.1);
     }

@@ -13,6 +13,7 @@ mod penalties;
 mod sampler;
 mod stop;
 mod truncation;
+mod weights;
 
 pub use params::{
     SamplingParams, StopParams, MAX_STOP_STRINGS, MAX_STOP_STRING_BYTES, MAX_TOP_LOGPROBS,

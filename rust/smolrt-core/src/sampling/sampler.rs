@@ -8,7 +8,7 @@
 //! 3. temperature == 0: argmax, ties to the lowest id. Otherwise:
 //! 4. top-k → temperature → softmax → top-p → min-p → renormalise → draw (temperature is
 //!    applied inside the softmax, after subtracting the maximum, so tiny temperatures cannot
-//!    overflow; renormalising is folded into the draw).
+//!    overflow; the softmax stays unnormalised, its total folded into the draw instead).
 //!
 //! Steps 1-2 and the penalty-then-truncate shape follow llama.cpp's common sampler chain. Within
 //! step 4, top-p and min-p see the temperature-scaled distribution (as in vLLM and HF
@@ -26,6 +26,7 @@ use super::logprobs::{top_logprobs, LogNormaliser};
 use super::params::SamplingParams;
 use super::penalties::{apply_logit_bias, Penalties};
 use super::truncation::{self, Candidate};
+use super::weights::{self, argmax};
 
 /// One sampling result.
 #[derive(Debug, Clone, PartialEq)]
@@ -50,6 +51,7 @@ pub struct Sampler {
     rng: StdRng,
     /// Reused between calls so a step allocates nothing (except a requested top-logprobs list).
     candidates: Vec<Candidate>,
+    weights: Vec<f32>,
     penalty_scratch: Vec<u32>,
 }
 
@@ -68,6 +70,7 @@ impl Sampler {
             seed,
             rng: StdRng::seed_from_u64(seed),
             candidates: Vec::new(),
+            weights: Vec::new(),
             penalty_scratch: Vec::new(),
         }
     }
@@ -126,34 +129,60 @@ impl Sampler {
         }
     }
 
-    /// Steps 4 of the pipeline; `None` when no token has any probability.
+    /// Step 4 of the pipeline; `None` when no token has any probability.
+    ///
+    /// Without top-k the whole vocab is weighed in one dense, vectorised pass; the candidate list
+    /// is only built when a truncation needs ids to sort or select.
     fn draw(&mut self, logits: &[f32]) -> Option<u32> {
         let p = &self.params;
-        let cands = &mut self.candidates;
-        cands.clear();
-        // Banned (-inf) and NaN tokens never become candidates.
-        cands.extend(
-            logits
-                .iter()
-                .enumerate()
-                .filter(|(_, &l)| l > f32::NEG_INFINITY)
-                .map(|(i, &l)| (i as u32, l)),
-        );
-        if cands.is_empty() {
+        let t = p.temperature;
+        let max = weights::max_logit(logits);
+        if max == f32::NEG_INFINITY {
             return None;
         }
-        truncation::top_k(cands, p.top_k as usize);
-        truncation::softmax(cands, p.temperature);
-        if p.top_p > 0.0 && p.top_p < 1.0 {
-            truncation::top_p(cands, p.top_p);
+        let use_top_p = p.top_p > 0.0 && p.top_p < 1.0;
+        let use_min_p = p.min_p > 0.0;
+        let k = p.top_k as usize;
+        let cands = &mut self.candidates;
+        let total;
+        if k > 0 && k < logits.len() {
+            truncation::top_k(logits, k, cands);
+            for c in cands.iter_mut() {
+                c.1 = weights::weight_any(c.1, max, t);
+            }
+            total = truncation::sum(cands);
+        } else {
+            let w = &mut self.weights;
+            weights::fill_weights(logits, max, t, w);
+            if !use_top_p {
+                if use_min_p {
+                    // The maximum's weight is exactly 1, so min_p itself is the threshold.
+                    truncation::min_p_dense(w, p.min_p);
+                }
+                // Renormalising is folded into the draw: scale the uniform by the kept mass.
+                let target = self.rng.random::<f64>() * weights::total(w);
+                return weights::draw_dense(w, target).map(|i| i as u32);
+            }
+            total = weights::total(w);
+            // Tokens below `cut` weigh less than (1 - top_p) of the total all together, so the
+            // nucleus never needs them; dropping them up front spares sorting the long tail.
+            // Halved to stay on the safe side of rounding.
+            let cut = (0.5 * (1.0 - f64::from(p.top_p)) * total / w.len() as f64) as f32;
+            cands.clear();
+            cands.extend(
+                w.iter()
+                    .enumerate()
+                    .filter(|(_, &x)| x > 0.0 && x >= cut)
+                    .map(|(i, &x)| (i as u32, x)),
+            );
         }
-        if p.min_p > 0.0 {
+        if use_top_p {
+            truncation::top_p(cands, p.top_p, total);
+        }
+        if use_min_p {
             truncation::min_p(cands, p.min_p);
         }
-        // Renormalising is folded into the draw: scale the uniform by the kept mass instead of
-        // dividing every probability.
-        let total: f64 = cands.iter().map(|c| f64::from(c.1)).sum();
-        let target = self.rng.random::<f64>() * total;
+        let target = self.rng.random::<f64>() * truncation::sum(cands);
         let mut acc = 0.0f64;
         for c in cands.iter() {
             acc += f64::from(c.1);
@@ -161,39 +190,7 @@ impl Sampler {
                 return Some(c.0);
             }
         }
-        // Rounding left the target past the last sum: take the last token with any mass.
-        cands
-            .iter()
-            .rev()
-            .find(|c| c.1 > 0.0)
-            .or(cands.last())
-            .map(|c| c.0)
-    }
-}
-
-/// Index of the largest logit, ties to the lowest id; `None` when none is above `-inf`
-/// (NaN never wins: every comparison with it is false).
-fn argmax(logits: &[f32]) -> Option<u32> {
-    let mut best = f32::NEG_INFINITY;
-    let mut best_id = None;
-    for (i, &l) in logits.iter().enumerate() {
-        if l > best {
-            best = l;
-            best_id = Some(i as u32);
-        }
-    }
-    best_id
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn argmax_ties_and_nan() {
-        assert_eq!(argmax(&[1.0, 3.0, f32::NAN, 3.0]), Some(1));
-        assert_eq!(argmax(&[f32::NAN, f32::NEG_INFINITY]), None);
-        assert_eq!(argmax(&[]), None);
-        assert_eq!(argmax(&[f32::NEG_INFINITY, f32::INFINITY]), Some(1));
+        // Rounding left the target past the last sum: take the last token with any weight.
+        cands.iter().rev().find(|c| c.1 > 0.0).map(|c| c.0)
     }
 }
