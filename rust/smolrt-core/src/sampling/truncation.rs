@@ -1,7 +1,6 @@
 //! Truncations of the candidate list `(token id, value)`: top-k on logits, then top-p and min-p
 //! on unnormalised softmax weights (see `weights.rs`). Every candidate value is `> -inf` and
-//! never NaN (the sampler filters those out when it builds the list), but `+inf` logits may
-//! appear.
+//! never NaN (those are filtered out when the list is built), but `+inf` logits may appear.
 //!
 //! Orders are total: higher value first, ties to the lower id, so results never depend on the
 //! unstable selection algorithms' internal choices.
