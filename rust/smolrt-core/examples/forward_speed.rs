@@ -1,0 +1,89 @@
+//! Measures decode and prefill throughput of the forward pass on one sequence.
+//!
+//! `cargo run --release -p smolrt-core --example forward_speed [model.gguf]`
+//! (default: $SMOLRT_TEST_MODEL, else models/SmolLM2-135M-Instruct.Q4_1.gguf)
+
+use std::time::Instant;
+
+use smolrt_core::arch::{BatchItem, Model};
+use smolrt_core::config::ModelConfig;
+use smolrt_core::gguf::GgufFile;
+use smolrt_core::kv::{KvBlockPool, SeqKv};
+
+fn argmax(xs: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, &v) in xs.iter().enumerate() {
+        if v > xs[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let path = std::env::args()
+        .nth(1)
+        .or_else(|| std::env::var("SMOLRT_TEST_MODEL").ok())
+        .unwrap_or_else(|| "models/SmolLM2-135M-Instruct.Q4_1.gguf".into());
+    let file = GgufFile::open(&path)?;
+    let cfg = ModelConfig::from_gguf(&file)?;
+    let t0 = Instant::now();
+    let model = Model::load(&file, &cfg)?;
+    println!("loaded {path} in {:.2}s", t0.elapsed().as_secs_f64());
+    drop(file);
+    let mut pool = KvBlockPool::new(&cfg, 16, 256 << 20)?;
+
+    // Prefill: one ~200-token chunk (deterministic pseudo-random ids), best of 3.
+    let prompt: Vec<u32> = (0..200u32).map(|i| (i * 7919 + 13) % 49000 + 100).collect();
+    let mut best_prefill = f64::MAX;
+    for _ in 0..3 {
+        let mut kv = SeqKv::default();
+        pool.reserve(&mut kv, prompt.len())?;
+        let t = Instant::now();
+        let mut items = [BatchItem {
+            tokens: &prompt,
+            kv: &mut kv,
+            all_logits: false,
+        }];
+        model.forward(&mut pool, &mut items)?;
+        best_prefill = best_prefill.min(t.elapsed().as_secs_f64());
+        pool.release(&mut kv);
+    }
+    println!(
+        "prefill: {} tokens in {:.1} ms -> {:.0} tok/s",
+        prompt.len(),
+        best_prefill * 1e3,
+        prompt.len() as f64 / best_prefill
+    );
+
+    // Decode: 64 greedy steps after a short prompt.
+    let mut kv = SeqKv::default();
+    let short = [1u32, 9690, 198, 2683, 359, 253];
+    pool.reserve(&mut kv, short.len())?;
+    let mut items = [BatchItem {
+        tokens: &short,
+        kv: &mut kv,
+        all_logits: false,
+    }];
+    let mut next = argmax(&model.forward(&mut pool, &mut items)?[0]);
+    let steps = 64;
+    let t = Instant::now();
+    for _ in 0..steps {
+        pool.reserve(&mut kv, 1)?;
+        let tok = [next];
+        let mut items = [BatchItem {
+            tokens: &tok,
+            kv: &mut kv,
+            all_logits: false,
+        }];
+        next = argmax(&model.forward(&mut pool, &mut items)?[0]);
+    }
+    let dt = t.elapsed().as_secs_f64();
+    println!(
+        "decode: {steps} tokens in {:.1} ms -> {:.1} tok/s ({:.2} ms/token)",
+        dt * 1e3,
+        steps as f64 / dt,
+        dt * 1e3 / steps as f64
+    );
+    Ok(())
+}

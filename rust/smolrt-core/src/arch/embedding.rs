@@ -1,0 +1,67 @@
+//! Token embeddings looked up straight from the quantized table: only the rows of the tokens in
+//! the batch are dequantized (candle's `QTensor::embedding` runs the type's `to_float` on each
+//! row's blocks), so the table stays at its quantized size in memory.
+
+use std::sync::Arc;
+
+use candle_core::quantized::QTensor;
+use candle_core::{Device, Tensor};
+
+use crate::{Error, Result};
+
+pub(crate) struct Embedding {
+    table: Arc<QTensor>,
+    vocab: usize,
+    n_embd: usize,
+}
+
+impl Embedding {
+    /// `table` has shape `[vocab, n_embd]`.
+    pub(crate) fn new(table: Arc<QTensor>, vocab: usize, n_embd: usize) -> Result<Self> {
+        let dims = table.shape().dims();
+        if dims != [vocab, n_embd] {
+            return Err(Error::model_load(format!(
+                "token_embd.weight has shape {dims:?}, expected [{vocab}, {n_embd}]"
+            )));
+        }
+        Ok(Self {
+            table,
+            vocab,
+            n_embd,
+        })
+    }
+
+    /// The table itself, shared with the output projection when embeddings are tied.
+    pub(crate) fn table(&self) -> &Arc<QTensor> {
+        &self.table
+    }
+
+    /// Writes the f32 rows of `tokens` into `out` (`[tokens.len()][n_embd]`).
+    /// Ids are checked by the caller; an out-of-range id is still an error here, never a panic.
+    pub(crate) fn rows_into(&self, tokens: &[u32], out: &mut [f32]) -> Result<()> {
+        if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= self.vocab) {
+            return Err(Error::invalid_request(format!(
+                "token id {bad} is outside the vocabulary of {}",
+                self.vocab
+            )));
+        }
+        if out.len() != tokens.len() * self.n_embd {
+            return Err(Error::internal(
+                "embedding output buffer has the wrong size",
+            ));
+        }
+        let ids = Tensor::from_slice(tokens, tokens.len(), &Device::Cpu)?;
+        let rows = self.table.embedding(&ids)?.flatten_all()?;
+        let (storage, layout) = rows.storage_and_layout();
+        let candle_core::Storage::Cpu(cpu) = &*storage else {
+            return Err(Error::internal("embedding rows are not on the CPU"));
+        };
+        let values = cpu.as_slice::<f32>()?;
+        let start = layout.start_offset();
+        let src = values
+            .get(start..start + out.len())
+            .ok_or_else(|| Error::internal("embedding returned too few values"))?;
+        out.copy_from_slice(src);
+        Ok(())
+    }
+}

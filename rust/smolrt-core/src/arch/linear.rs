@@ -1,0 +1,182 @@
+//! Weight matrices and `y = x·Wᵀ` over a whole batch of rows.
+//!
+//! Projections that read the same input (q, k and v; gate and up) are fused into one matrix at
+//! load time when their quantization matches: a quantized matrix is a stack of independently
+//! encoded rows, so stacking their bytes is a valid bigger matrix, and one matmul instead of three
+//! saves the activation quantization and the thread-pool round trip that dominate decode.
+
+use std::sync::Arc;
+
+use candle_core::quantized::{ggml_file::qtensor_from_ggml, GgmlDType, QTensor};
+use candle_core::{CpuStorage, CustomOp1, Device, Layout};
+
+use crate::gguf::GgufFile;
+use crate::{Error, Result};
+
+/// One matrix of a [`Linear`], `n_out` rows of `n_in` values.
+struct Part {
+    weight: Arc<QTensor>,
+    n_out: usize,
+}
+
+/// `n_out` output columns computed from `n_in` inputs, possibly as several stacked parts; the
+/// output row always holds the parts' columns back to back, in load order.
+pub(crate) struct Linear {
+    parts: Vec<Part>,
+    n_in: usize,
+    n_out: usize,
+}
+
+impl Linear {
+    /// Wraps an already loaded matrix of shape `[n_out, n_in]` (e.g. the tied embedding table).
+    pub(crate) fn from_qtensor(weight: Arc<QTensor>) -> Result<Self> {
+        let (n_out, n_in) = weight
+            .shape()
+            .dims2()
+            .map_err(|e| Error::model_load(format!("matrix is not 2-d: {e}")))?;
+        Ok(Self {
+            parts: vec![Part { weight, n_out }],
+            n_in,
+            n_out,
+        })
+    }
+
+    /// Loads the named matrices, each expected as `[n_out_i, n_in]` (ggml dims `[n_in, n_out_i]`),
+    /// fused into one when they share a quantized type.
+    pub(crate) fn load(file: &GgufFile, parts: &[(&str, usize)], n_in: usize) -> Result<Self> {
+        let mut infos = Vec::with_capacity(parts.len());
+        for &(name, n_out) in parts {
+            let info = file
+                .tensor_info(name)
+                .ok_or_else(|| Error::model_load(format!("missing tensor {name}")))?;
+            if info.dims.as_slice() != [n_in, n_out] {
+                return Err(Error::model_load(format!(
+                    "tensor {name} has dims {:?}, expected [{n_in}, {n_out}]",
+                    info.dims
+                )));
+            }
+            infos.push(info);
+        }
+        let n_out: usize = parts.iter().map(|p| p.1).sum();
+        let dtype = infos.first().map(|i| i.dtype);
+        let fusable = parts.len() > 1
+            && infos.iter().all(|i| Some(i.dtype) == dtype)
+            && dtype.is_some_and(is_block_quantized);
+        let parts = match dtype {
+            Some(dtype) if fusable => {
+                let datas: Vec<&[u8]> = infos.iter().map(|i| file.tensor_data(i)).collect();
+                vec![Part {
+                    weight: Arc::new(stack_rows(dtype, &datas, n_out, n_in)?),
+                    n_out,
+                }]
+            }
+            _ => {
+                let mut loaded = Vec::with_capacity(parts.len());
+                for &(name, part_out) in parts {
+                    let weight = file.qtensor(name)?;
+                    loaded.push(Part {
+                        weight: Arc::new(weight),
+                        n_out: part_out,
+                    });
+                }
+                loaded
+            }
+        };
+        Ok(Self { parts, n_in, n_out })
+    }
+
+    pub(crate) fn n_out(&self) -> usize {
+        self.n_out
+    }
+
+    /// `out = x·Wᵀ` for `rows` rows: `x` is `[rows][n_in]`, `out` becomes `[rows][n_out]`.
+    ///
+    /// `x` is taken by `&mut` only to lend its buffer to candle without a copy; its contents are
+    /// unchanged on return. Each output value is one dot product of a quantized input row with a
+    /// weight row, independent of the other rows, so results do not depend on batch composition.
+    pub(crate) fn forward(&self, x: &mut Vec<f32>, rows: usize, out: &mut Vec<f32>) -> Result<()> {
+        if x.len() != rows * self.n_in {
+            return Err(Error::internal(format!(
+                "matmul input has {} values, expected {rows} x {}",
+                x.len(),
+                self.n_in
+            )));
+        }
+        if let [part] = self.parts.as_slice() {
+            *out = matmul(&part.weight, x, rows, self.n_in)?;
+            return Ok(());
+        }
+        out.clear();
+        out.resize(rows * self.n_out, 0.0);
+        let mut col = 0;
+        for part in &self.parts {
+            let y = matmul(&part.weight, x, rows, self.n_in)?;
+            for (dst, src) in out
+                .chunks_exact_mut(self.n_out)
+                .zip(y.chunks_exact(part.n_out))
+            {
+                dst[col..col + part.n_out].copy_from_slice(src);
+            }
+            col += part.n_out;
+        }
+        Ok(())
+    }
+}
+
+/// Runs candle's quantized matmul kernel (what `QMatMul::forward` dispatches to) directly on our
+/// buffer, skipping the Tensor wrapper. Unlike `QMatMul`, this keeps f16/f32 matrices in their
+/// stored form instead of expanding them to f32 tensors at load.
+fn matmul(weight: &QTensor, x: &mut Vec<f32>, rows: usize, n_in: usize) -> Result<Vec<f32>> {
+    let input = CpuStorage::F32(std::mem::take(x));
+    let result = weight.cpu_fwd(&input, &Layout::contiguous((rows, n_in)));
+    if let CpuStorage::F32(buf) = input {
+        *x = buf;
+    }
+    match result? {
+        (CpuStorage::F32(y), _) => Ok(y),
+        _ => Err(Error::internal(
+            "quantized matmul returned a non-f32 result",
+        )),
+    }
+}
+
+fn is_block_quantized(dtype: GgmlDType) -> bool {
+    !matches!(dtype, GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16)
+}
+
+/// Builds one `[n_out, n_in]` matrix from row-major quantized matrices of the same type.
+fn stack_rows(dtype: GgmlDType, datas: &[&[u8]], n_out: usize, n_in: usize) -> Result<QTensor> {
+    let block = dtype.block_size();
+    if block == 0 || !n_in.is_multiple_of(block) {
+        return Err(Error::model_load(format!(
+            "row length {n_in} is not a multiple of the {dtype:?} block size {block}"
+        )));
+    }
+    let bytes = n_out * (n_in / block) * dtype.type_size();
+    let given: usize = datas.iter().map(|d| d.len()).sum();
+    if given != bytes {
+        return Err(Error::model_load(format!(
+            "stacked {dtype:?} matrix needs {bytes} bytes, tensors hold {given}"
+        )));
+    }
+    // candle reinterprets the bytes as blocks in place, so they must start at an address aligned
+    // for any block type; a byte Vec guarantees none, hence the padding.
+    const ALIGN: usize = 16;
+    let mut buf = vec![0u8; bytes + ALIGN];
+    let start = buf.as_ptr().align_offset(ALIGN);
+    if start >= ALIGN {
+        return Err(Error::internal("cannot align matrix buffer"));
+    }
+    let mut at = start;
+    for d in datas {
+        buf[at..at + d.len()].copy_from_slice(d);
+        at += d.len();
+    }
+    qtensor_from_ggml(
+        dtype,
+        &buf[start..start + bytes],
+        vec![n_out, n_in],
+        &Device::Cpu,
+    )
+    .map_err(|e| Error::model_load(format!("cannot build stacked matrix: {e}")))
+}

@@ -1,0 +1,157 @@
+//! Row-wise elementwise kernels of the llama block, as plain loops over f32 slices: they are
+//! memory-bound and tiny next to the matmuls, and loops avoid the allocation and dispatch cost
+//! of many small tensor ops. Where llama.cpp fixes an evaluation order that changes rounding
+//! (rms norm sum in f64, rope angles by repeated multiplication), it is followed on purpose.
+
+use crate::kv::KvElement;
+
+/// `out = x / sqrt(mean(x²) + eps) * weight`. The sum of squares is accumulated in f64 and the
+/// scale applied before the weight, as ggml's rms_norm followed by a mul does.
+pub(crate) fn rms_norm(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
+    let sum: f64 = x.iter().map(|&v| (v as f64) * (v as f64)).sum();
+    let mean = (sum / x.len() as f64) as f32;
+    let scale = 1.0 / (mean + eps).sqrt();
+    for ((o, &v), &w) in out.iter_mut().zip(x).zip(weight) {
+        *o = (v * scale) * w;
+    }
+}
+
+/// Applies `rms_norm` to each `width`-long row of `x` into the matching row of `out`.
+pub(crate) fn rms_norm_rows(x: &[f32], weight: &[f32], eps: f32, width: usize, out: &mut [f32]) {
+    for (xr, or) in x.chunks_exact(width).zip(out.chunks_exact_mut(width)) {
+        rms_norm(xr, weight, eps, or);
+    }
+}
+
+/// Fills `out` (rope_dim / 2 entries) with (cos θᵢ, sin θᵢ), θᵢ = pos · base^(-2i/rope_dim).
+/// The angle is built by repeated multiplication with `theta_scale` like ggml's rope cache, so
+/// positions far into the context round the same way llama.cpp does.
+pub(crate) fn rope_angles(pos: usize, theta_scale: f32, out: &mut [(f32, f32)]) {
+    let mut theta = pos as f32;
+    for cs in out.iter_mut() {
+        *cs = (theta.cos(), theta.sin());
+        theta *= theta_scale;
+    }
+}
+
+/// Rotates each head of `x` (heads of `head_dim` values) by `angles`, pairing ADJACENT values
+/// (x[2i], x[2i+1]): GGUF llama-family q/k weights are permuted at conversion so this "normal"
+/// mode matches the original rotate-half model. Values past 2·angles.len() are left untouched.
+pub(crate) fn rope_heads(x: &mut [f32], head_dim: usize, angles: &[(f32, f32)]) {
+    for head in x.chunks_exact_mut(head_dim) {
+        for (pair, &(cos, sin)) in head.chunks_exact_mut(2).zip(angles) {
+            let (a, b) = (pair[0], pair[1]);
+            pair[0] = a * cos - b * sin;
+            pair[1] = a * sin + b * cos;
+        }
+    }
+}
+
+/// `out[i] = silu(gate[i]) * up[i]`, silu(g) = g / (1 + e^-g).
+pub(crate) fn silu_mul(gate: &[f32], up: &[f32], out: &mut [f32]) {
+    for ((o, &g), &u) in out.iter_mut().zip(gate).zip(up) {
+        *o = g / (1.0 + (-g).exp()) * u;
+    }
+}
+
+/// `acc += x`, elementwise (residual connections).
+pub(crate) fn add_assign(acc: &mut [f32], x: &[f32]) {
+    for (a, &v) in acc.iter_mut().zip(x) {
+        *a += v;
+    }
+}
+
+const LANES: usize = 8;
+
+/// Dot product with eight independent accumulators: the compiler may not reorder a single f32
+/// sum, so one accumulator would serialise on add latency and never vectorise. The order is fixed,
+/// which keeps results bit-identical however a batch is composed.
+#[inline]
+pub(crate) fn dot<E: KvElement>(a: &[f32], b: &[E]) -> f32 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut acc = [0f32; LANES];
+    let mut ac = a.chunks_exact(LANES);
+    let mut bc = b.chunks_exact(LANES);
+    for (x, y) in (&mut ac).zip(&mut bc) {
+        for l in 0..LANES {
+            acc[l] += x[l] * y[l].to_f32();
+        }
+    }
+    let mut tail = 0f32;
+    for (&x, &y) in ac.remainder().iter().zip(bc.remainder()) {
+        tail += x * y.to_f32();
+    }
+    let s4 = [
+        acc[0] + acc[4],
+        acc[1] + acc[5],
+        acc[2] + acc[6],
+        acc[3] + acc[7],
+    ];
+    (s4[0] + s4[2]) + (s4[1] + s4[3]) + tail
+}
+
+/// `acc += w · x`, elementwise.
+#[inline]
+pub(crate) fn axpy<E: KvElement>(acc: &mut [f32], w: f32, x: &[E]) {
+    for (a, &v) in acc.iter_mut().zip(x) {
+        *a += w * v.to_f32();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rms_norm_unit_weight_gives_unit_rms() {
+        let x = [1.0f32, -2.0, 3.0, -4.0];
+        let mut out = [0f32; 4];
+        rms_norm(&x, &[1.0; 4], 0.0, &mut out);
+        let rms = (out.iter().map(|v| v * v).sum::<f32>() / 4.0).sqrt();
+        assert!((rms - 1.0).abs() < 1e-6, "rms {rms}");
+        assert!(out[0] > 0.0 && out[1] < 0.0);
+        let mut weighted = [0f32; 4];
+        rms_norm(&x, &[2.0, 0.0, 1.0, 1.0], 0.0, &mut weighted);
+        assert_eq!(weighted[0], 2.0 * out[0]);
+        assert_eq!(weighted[1], 0.0);
+    }
+
+    #[test]
+    fn rope_rotates_adjacent_pairs_and_keeps_norm() {
+        // head_dim 4, rope on both pairs; position 1 with scale 0.5 -> angles 1 and 0.5
+        let mut angles = [(0f32, 0f32); 2];
+        rope_angles(1, 0.5, &mut angles);
+        assert!((angles[0].0 - 1f32.cos()).abs() < 1e-7);
+        assert!((angles[1].1 - 0.5f32.sin()).abs() < 1e-7);
+        let mut x = [1.0f32, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 1.0];
+        rope_heads(&mut x, 4, &angles);
+        // (1, 0) rotated by 1 rad; (0, 1) rotated by 0.5 rad; same for the second head
+        assert!((x[0] - 1f32.cos()).abs() < 1e-6 && (x[1] - 1f32.sin()).abs() < 1e-6);
+        assert!((x[2] + 0.5f32.sin()).abs() < 1e-6 && (x[3] - 0.5f32.cos()).abs() < 1e-6);
+        assert_eq!(&x[..4], &x[4..]);
+        // partial rope: only the first pair rotates
+        let mut y = [1.0f32, 0.0, 5.0, 7.0];
+        rope_heads(&mut y, 4, &angles[..1]);
+        assert_eq!(&y[2..], &[5.0, 7.0]);
+        // position 0 is the identity
+        rope_angles(0, 0.5, &mut angles);
+        let mut z = [0.3f32, -0.7, 0.1, 0.9];
+        let before = z;
+        rope_heads(&mut z, 4, &angles);
+        assert_eq!(z, before);
+    }
+
+    #[test]
+    fn silu_mul_and_dot_match_direct_formulas() {
+        let mut out = [0f32; 3];
+        silu_mul(&[0.0, 1.0, -2.0], &[5.0, 2.0, 1.0], &mut out);
+        assert_eq!(out[0], 0.0);
+        assert!((out[1] - 2.0 / (1.0 + (-1f32).exp())).abs() < 1e-6);
+        assert!((out[2] - (-2.0 / (1.0 + 2f32.exp()))).abs() < 1e-6);
+        let a: Vec<f32> = (0..19).map(|i| i as f32 * 0.5).collect();
+        let b: Vec<f32> = (0..19).map(|i| 1.0 - i as f32 * 0.25).collect();
+        let direct: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
+        assert!((dot(&a, &b) - direct).abs() < 1e-3);
+    }
+}

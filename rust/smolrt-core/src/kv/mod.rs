@@ -1,0 +1,11 @@
+//! Paged KV cache: every sequence's keys and values live in fixed-size blocks taken from one pool
+//! whose size is fixed up front by a memory budget, so memory use is bounded no matter how many
+//! sequences run, and a sequence grows one block at a time instead of reserving its whole context.
+
+mod element;
+mod pool;
+mod seq;
+
+pub use element::KvElement;
+pub use pool::KvBlockPool;
+pub use seq::SeqKv;

@@ -1,0 +1,193 @@
+//! The block pool: one allocation sized by a memory budget, handed out a block at a time.
+
+use super::{KvElement, SeqKv};
+use crate::config::ModelConfig;
+use crate::{Error, Result};
+
+/// The element type the pool stores. Attention code is generic over [`KvElement`], so switching
+/// the cache to f16 is a change here (plus a constructor option), not in the kernels.
+pub(crate) type KvElem = f32;
+
+/// Fixed-size KV blocks from one pool. A block holds `block_size` consecutive positions of one
+/// sequence for every layer; per layer and block, K and V are each laid out as
+/// `[block_size][n_head_kv][head_dim]`, so one position's keys for all kv heads are contiguous
+/// and a block's keys for one layer are one contiguous tile.
+pub struct KvBlockPool {
+    block_size: usize,
+    n_layer: usize,
+    /// Elements of one position's keys (or values) in one layer: n_head_kv * head_dim.
+    kv_dim: usize,
+    keys: Vec<KvElem>,
+    values: Vec<KvElem>,
+    /// Stack of free block ids; popped from the end so low ids are handed out first.
+    free: Vec<u32>,
+    /// Which blocks are handed out, so a foreign or stale `SeqKv` can never push a block onto the
+    /// free list twice.
+    in_use: Vec<bool>,
+}
+
+impl KvBlockPool {
+    /// Creates a pool with as many blocks as fit in `budget_bytes`.
+    ///
+    /// Errors: `InvalidRequest` for a zero block size or a model without kv heads;
+    /// `ResourceExhausted` when the budget does not hold even one block.
+    pub fn new(cfg: &ModelConfig, block_size: usize, budget_bytes: usize) -> Result<Self> {
+        if block_size == 0 {
+            return Err(Error::invalid_request("KV block size must be at least 1"));
+        }
+        let kv_dim = cfg.n_head_kv.checked_mul(cfg.head_dim).unwrap_or(0);
+        if kv_dim == 0 || cfg.n_layer == 0 {
+            return Err(Error::invalid_request(
+                "model has no layers or no kv heads to cache",
+            ));
+        }
+        let tile = block_size
+            .checked_mul(kv_dim)
+            .ok_or_else(|| Error::invalid_request("KV block size is too large"))?;
+        let elems_per_block = tile
+            .checked_mul(cfg.n_layer)
+            .ok_or_else(|| Error::invalid_request("KV block size is too large"))?;
+        let bytes_per_block = elems_per_block
+            .checked_mul(2 * std::mem::size_of::<KvElem>())
+            .ok_or_else(|| Error::invalid_request("KV block size is too large"))?;
+        // Block ids are u32; a pool past that would need >4G blocks, far beyond any budget.
+        let total = (budget_bytes / bytes_per_block).min(u32::MAX as usize);
+        if total == 0 {
+            return Err(Error::resource_exhausted(format!(
+                "KV budget of {budget_bytes} bytes is below one block ({bytes_per_block} bytes \
+                 for {block_size} positions over {} layers)",
+                cfg.n_layer
+            )));
+        }
+        // total * elems_per_block * 2 * size_of <= budget_bytes, so these cannot overflow.
+        // vec![0.0; n] becomes a zeroed allocation the OS commits lazily, so an unused budget costs
+        // address space, not resident memory.
+        let elems = total * elems_per_block;
+        Ok(Self {
+            block_size,
+            n_layer: cfg.n_layer,
+            kv_dim,
+            keys: vec![KvElem::default(); elems],
+            values: vec![KvElem::default(); elems],
+            free: (0..total as u32).rev().collect(),
+            in_use: vec![false; total],
+        })
+    }
+
+    pub fn block_size(&self) -> usize {
+        self.block_size
+    }
+
+    pub fn total_blocks(&self) -> usize {
+        self.in_use.len()
+    }
+
+    pub fn free_blocks(&self) -> usize {
+        self.free.len()
+    }
+
+    /// Bytes of K plus V storage in one block (all layers).
+    pub fn bytes_per_block(&self) -> usize {
+        2 * self.n_layer * self.block_size * self.kv_dim * std::mem::size_of::<KvElem>()
+    }
+
+    /// Blocks `seq` must still take from the pool to hold `extra_tokens` more positions.
+    pub fn blocks_needed(&self, seq: &SeqKv, extra_tokens: usize) -> usize {
+        let want = seq
+            .len
+            .saturating_add(extra_tokens)
+            .div_ceil(self.block_size);
+        want.saturating_sub(seq.blocks.len())
+    }
+
+    /// Makes room for `extra_tokens` more positions. All or nothing: on `ResourceExhausted`
+    /// the sequence and the pool are unchanged.
+    pub fn reserve(&mut self, seq: &mut SeqKv, extra_tokens: usize) -> Result<()> {
+        let needed = self.blocks_needed(seq, extra_tokens);
+        if needed > self.free.len() {
+            return Err(Error::resource_exhausted(format!(
+                "KV cache full: {needed} blocks needed, {} free of {}",
+                self.free.len(),
+                self.total_blocks()
+            )));
+        }
+        seq.blocks.reserve(needed);
+        for _ in 0..needed {
+            // Cannot fail: `needed <= free.len()` was checked above.
+            if let Some(id) = self.free.pop() {
+                self.in_use[id as usize] = true;
+                seq.blocks.push(id);
+            }
+        }
+        Ok(())
+    }
+
+    /// Returns all of `seq`'s blocks to the pool and empties it.
+    pub fn release(&mut self, seq: &mut SeqKv) {
+        self.truncate(seq, 0);
+    }
+
+    /// Keeps the first `len` positions (or all, if `len` is past the end) and returns every block
+    /// past the one holding the last kept position, including blocks that were reserved but never
+    /// written.
+    pub fn truncate(&mut self, seq: &mut SeqKv, len: usize) {
+        let len = len.min(seq.len);
+        let keep = len.div_ceil(self.block_size);
+        if keep < seq.blocks.len() {
+            for id in seq.blocks.drain(keep..).rev() {
+                self.give_back(id);
+            }
+        }
+        seq.len = len;
+    }
+
+    fn give_back(&mut self, id: u32) {
+        // A block not marked in use belongs to no live sequence (a SeqKv from another pool, or
+        // a stale copy): pushing it would let two sequences share it later.
+        if let Some(flag) = self.in_use.get_mut(id as usize) {
+            if *flag {
+                *flag = false;
+                self.free.push(id);
+            }
+        }
+    }
+
+    /// Elements of one position's keys (or values) for one layer.
+    pub(crate) fn kv_dim(&self) -> usize {
+        self.kv_dim
+    }
+
+    /// Whether `id` is a block of this pool that is currently handed out.
+    pub(crate) fn owns(&self, id: u32) -> bool {
+        self.in_use.get(id as usize).copied().unwrap_or(false)
+    }
+
+    fn tile_range(&self, layer: usize, block: u32) -> std::ops::Range<usize> {
+        let tile = self.block_size * self.kv_dim;
+        let start = (block as usize * self.n_layer + layer) * tile;
+        start..start + tile
+    }
+
+    /// Keys of `layer` in `block`: `[block_size][kv_dim]`. The caller has checked the id with
+    /// [`owns`](Self::owns).
+    pub(crate) fn keys(&self, layer: usize, block: u32) -> &[KvElem] {
+        &self.keys[self.tile_range(layer, block)]
+    }
+
+    /// Values of `layer` in `block`, laid out like [`keys`](Self::keys).
+    pub(crate) fn values(&self, layer: usize, block: u32) -> &[KvElem] {
+        &self.values[self.tile_range(layer, block)]
+    }
+
+    /// Stores one position's keys and values (each `kv_dim` long) for `layer`.
+    pub(crate) fn write(&mut self, layer: usize, block: u32, slot: usize, k: &[f32], v: &[f32]) {
+        let at = self.tile_range(layer, block).start + slot * self.kv_dim;
+        let n = self.kv_dim;
+        for (dst, &x) in self.keys[at..at + n].iter_mut().zip(k) {
+            *dst = KvElem::from_f32(x);
+        }
+        for (dst, &x) in self.values[at..at + n].iter_mut().zip(v) {
+            *dst = KvElem::from_f32(x);
+        }
+    }
+}
