@@ -8,11 +8,13 @@
 mod bpe;
 mod byte_level;
 mod detok;
+mod gguf;
 mod pretokenize;
 mod special;
 mod vocab;
 
 pub use detok::IncrementalDecoder;
+pub use gguf::from_gguf;
 
 use bpe::Bpe;
 use pretokenize::{PreTokenizer, PresetFlags};

@@ -1,0 +1,289 @@
+//! The engine: one model, one KV block pool, many sequences. `step()` advances every active
+//! sequence by one batched forward — decode tokens of running sequences plus bounded prefill
+//! chunks of new ones (continuous batching) — then samples, detokenizes and checks stops.
+//!
+//! The engine is single-threaded by design: the Python scheduler thread owns it and calls `step()`
+//! with the GIL released. Parallelism lives inside the forward pass.
+
+mod events;
+mod options;
+mod sequence;
+
+pub use events::{Event, EventKind, FinishReason, Timings, TokenLogprob, Usage};
+pub use options::{EngineOptions, GenerationRequest};
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::arch::{BatchItem, Model};
+use crate::config::ModelConfig;
+use crate::error::{Error, Result};
+use crate::gguf::GgufFile;
+use crate::kv::{KvBlockPool, SeqKv};
+use crate::tokenizer::Tokenizer;
+use sequence::{Phase, Sequence};
+
+pub type SeqId = u64;
+
+pub struct Engine {
+    file: GgufFile,
+    config: ModelConfig,
+    model: Model,
+    tokenizer: Arc<Tokenizer>,
+    pool: KvBlockPool,
+    options: EngineOptions,
+    /// BTreeMap so that admission order (ids grow) is iteration order: fair, first come first served.
+    seqs: BTreeMap<SeqId, Sequence>,
+    next_id: SeqId,
+}
+
+impl Engine {
+    pub fn load(path: impl AsRef<Path>, options: EngineOptions) -> Result<Self> {
+        options.validate()?;
+        let file = GgufFile::open(path)?;
+        let config = ModelConfig::from_gguf(&file)?;
+        let tokenizer = Arc::new(crate::tokenizer::from_gguf(&file)?);
+        let model = Model::load(&file, &config)?;
+        let pool = KvBlockPool::new(&config, options.kv_block_size, options.kv_budget_bytes)?;
+        Ok(Self {
+            file,
+            config,
+            model,
+            tokenizer,
+            pool,
+            options,
+            seqs: BTreeMap::new(),
+            next_id: 1,
+        })
+    }
+
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+    /// A shared handle, so callers can tokenize while a step runs.
+    pub fn tokenizer_arc(&self) -> Arc<Tokenizer> {
+        Arc::clone(&self.tokenizer)
+    }
+    pub fn file(&self) -> &GgufFile {
+        &self.file
+    }
+    pub fn options(&self) -> &EngineOptions {
+        &self.options
+    }
+    pub fn pool(&self) -> &KvBlockPool {
+        &self.pool
+    }
+    /// Sequences admitted and not yet finished (waiting for prefill or decoding).
+    pub fn active_sequences(&self) -> usize {
+        self.seqs.len()
+    }
+    pub fn has_work(&self) -> bool {
+        !self.seqs.is_empty()
+    }
+
+    /// Admit a generation. Validates everything up front so that a bad request never reaches
+    /// `step()`, where an error would have to be reported asynchronously.
+    pub fn add(&mut self, request: GenerationRequest) -> Result<SeqId> {
+        let vocab = self.config.vocab_size;
+        if request.prompt.is_empty() {
+            return Err(Error::invalid_request(
+                "the prompt is empty: at least one token is needed",
+            ));
+        }
+        if let Some(&bad) = request.prompt.iter().find(|&&t| t as usize >= vocab) {
+            return Err(Error::invalid_request(format!(
+                "prompt token id {bad} is outside the vocabulary (size {vocab})"
+            )));
+        }
+        let ctx = self.config.context_length;
+        if request.prompt.len() >= ctx {
+            return Err(Error::invalid_request(format!(
+                "the prompt has {} tokens but the model's context is {ctx} tokens; \
+                 at least one position must remain for the reply",
+                request.prompt.len()
+            )));
+        }
+        let needed = request.prompt.len() + 1;
+        let capacity = self.pool.total_blocks() * self.pool.block_size();
+        if needed > capacity {
+            return Err(Error::resource_exhausted(format!(
+                "the prompt needs KV room for {needed} tokens but the whole KV pool holds {capacity}; \
+                 raise the KV memory budget"
+            )));
+        }
+        request.sampling.validate(vocab)?;
+        request.stop.validate(vocab)?;
+        if self.seqs.len() >= self.options.max_sequences {
+            return Err(Error::resource_exhausted(format!(
+                "{} sequences are already active (the limit is {})",
+                self.seqs.len(),
+                self.options.max_sequences
+            )));
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        let seq = Sequence::new(id, request, &self.tokenizer, ctx);
+        self.seqs.insert(id, seq);
+        Ok(id)
+    }
+
+    /// Stop a sequence now and free its KV blocks. Returns its final event, or None if unknown.
+    pub fn cancel(&mut self, id: SeqId) -> Option<Event> {
+        let mut seq = self.seqs.remove(&id)?;
+        self.pool.release(&mut seq.kv);
+        Some(seq.finish_event(FinishReason::Cancelled))
+    }
+
+    /// One batched forward over every active sequence. Returns the events it produced: at most one
+    /// token event per sequence, and a finish (or error) event for each sequence that ended.
+    pub fn step(&mut self) -> Result<Vec<Event>> {
+        let mut events = Vec::new();
+        let plan = self.plan_batch(&mut events);
+        if plan.is_empty() {
+            return Ok(events);
+        }
+
+        // Take the planned sequences out of the map so that the batch can borrow their KV
+        // mutably while the pool is borrowed too.
+        let mut batch: Vec<(Sequence, usize, usize)> = plan
+            .into_iter()
+            .filter_map(|(id, start, len)| self.seqs.remove(&id).map(|s| (s, start, len)))
+            .collect();
+        let forward = {
+            let mut items: Vec<BatchItem<'_>> = batch
+                .iter_mut()
+                .map(|(seq, start, len)| BatchItem {
+                    tokens: &seq.tokens[*start..*start + *len],
+                    kv: &mut seq.kv,
+                    all_logits: false,
+                })
+                .collect();
+            self.model.forward(&mut self.pool, &mut items)
+        };
+        let logits = match forward {
+            Ok(logits) => logits,
+            Err(e) => {
+                // A failed forward leaves these sequences' KV in an unknown state: end them all
+                // with the error rather than risk silently wrong output.
+                for (mut seq, _, _) in batch {
+                    self.pool.release(&mut seq.kv);
+                    events.push(seq.error_event(&e));
+                }
+                return Ok(events);
+            }
+        };
+
+        for ((mut seq, start, len), row) in batch.into_iter().zip(logits) {
+            seq.fed = start + len;
+            if seq.fed < seq.tokens.len() {
+                // Prefill still has prompt tokens to ingest: nothing to sample yet.
+                self.seqs.insert(seq.id, seq);
+                continue;
+            }
+            let mut row = row;
+            let finished = seq.on_logits(&mut row, &self.tokenizer, &mut events);
+            if finished {
+                self.pool.release(&mut seq.kv);
+            } else {
+                self.seqs.insert(seq.id, seq);
+            }
+        }
+        Ok(events)
+    }
+
+    /// Decide what each sequence feeds this step, reserving KV room for it. Decode tokens first
+    /// (they keep running streams flowing), then prefill chunks, oldest sequence first, within
+    /// `max_batch_tokens`. Returns (sequence, first token index, token count).
+    fn plan_batch(&mut self, events: &mut Vec<Event>) -> Vec<(SeqId, usize, usize)> {
+        let mut plan = Vec::new();
+        let mut budget = self.options.max_batch_tokens;
+        let mut failed: Vec<(SeqId, Error)> = Vec::new();
+
+        for (id, seq) in self.seqs.iter_mut() {
+            if seq.phase() != Phase::Decode {
+                continue;
+            }
+            match self.pool.reserve(&mut seq.kv, 1) {
+                Ok(()) => {
+                    plan.push((*id, seq.fed, 1));
+                    budget = budget.saturating_sub(1);
+                }
+                Err(e) => failed.push((*id, e)),
+            }
+        }
+        for (id, seq) in self.seqs.iter_mut() {
+            if seq.phase() != Phase::Prefill || budget == 0 {
+                continue;
+            }
+            let chunk = (seq.tokens.len() - seq.fed).min(budget);
+            // When the pool is full of other sequences' blocks, wait for them to finish.
+            if self.pool.reserve(&mut seq.kv, chunk).is_ok() {
+                seq.started.get_or_insert_with(std::time::Instant::now);
+                plan.push((*id, seq.fed, chunk));
+                budget -= chunk;
+            }
+        }
+        if plan.is_empty() && failed.is_empty() {
+            // Nothing can run: prefilling sequences hold blocks while each needs more. Fail the
+            // youngest so the older ones can make progress (a deadlock otherwise).
+            if let Some((&id, _)) = self
+                .seqs
+                .iter()
+                .rev()
+                .find(|(_, s)| s.phase() == Phase::Prefill)
+            {
+                failed.push((
+                    id,
+                    Error::resource_exhausted(
+                        "the KV pool is full: this prompt cannot be prefilled alongside the others; \
+                         retry later or raise the KV memory budget",
+                    ),
+                ));
+            }
+        }
+        for (id, e) in failed {
+            if let Some(mut seq) = self.seqs.remove(&id) {
+                self.pool.release(&mut seq.kv);
+                events.push(seq.error_event(&e));
+            }
+        }
+        plan
+    }
+
+    /// Teacher forcing: feed `tokens` through the model in one pass (on a scratch KV sequence)
+    /// and return the argmax after each position. Used to check logits against a reference.
+    pub fn teacher_forced_argmax(&mut self, tokens: &[u32]) -> Result<Vec<u32>> {
+        if tokens.is_empty() || tokens.len() > self.config.context_length {
+            return Err(Error::invalid_request(format!(
+                "teacher forcing needs 1..={} tokens, got {}",
+                self.config.context_length,
+                tokens.len()
+            )));
+        }
+        let vocab = self.config.vocab_size;
+        if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= vocab) {
+            return Err(Error::invalid_request(format!(
+                "token id {bad} is outside the vocabulary"
+            )));
+        }
+        let mut kv = SeqKv::default();
+        self.pool.reserve(&mut kv, tokens.len())?;
+        let result = {
+            let mut items = [BatchItem {
+                tokens,
+                kv: &mut kv,
+                all_logits: true,
+            }];
+            self.model.forward(&mut self.pool, &mut items)
+        };
+        self.pool.release(&mut kv);
+        let logits = result?
+            .pop()
+            .ok_or_else(|| Error::internal("forward returned no rows"))?;
+        Ok(logits.chunks(vocab).map(sequence::argmax).collect())
+    }
+}
