@@ -1,0 +1,45 @@
+"""smolrt: small quantized language models (GGUF), served fast from a plain CPU.
+
+    >>> from smolrt import Engine
+    >>> engine = Engine.load()                      # the default model, after `smolrt pull`
+    >>> for event in engine.chat([{"role": "user", "content": "Hi!"}], max_tokens=32):
+    ...     print(getattr(event, "text", ""), end="")
+"""
+
+from ._core import __version__, cpu_features, inspect_gguf
+from .engine import Engine
+from .errors import (
+    CancelledError,
+    InternalError,
+    InvalidRequestError,
+    ModelLoadError,
+    NotFoundError,
+    ResourceExhaustedError,
+    SmolrtError,
+)
+from .events import Delta, Event, Finished, Timings, TokenLogprob, Usage
+from .stream import AsyncGeneration, Generation
+from .templates import ChatTemplate
+
+__all__ = [
+    "AsyncGeneration",
+    "CancelledError",
+    "ChatTemplate",
+    "Delta",
+    "Engine",
+    "Event",
+    "Finished",
+    "Generation",
+    "InternalError",
+    "InvalidRequestError",
+    "ModelLoadError",
+    "NotFoundError",
+    "ResourceExhaustedError",
+    "SmolrtError",
+    "Timings",
+    "TokenLogprob",
+    "Usage",
+    "__version__",
+    "cpu_features",
+    "inspect_gguf",
+]

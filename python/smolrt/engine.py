@@ -1,0 +1,151 @@
+"""The `Engine` facade: load a GGUF model, then generate from prompts or chat messages."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+from . import _core
+from .errors import InvalidRequestError
+from .models import resolve_model
+from .scheduler import Scheduler
+from .stream import AsyncGeneration, Generation
+from .templates import ChatTemplate
+
+__all__ = ["Engine"]
+
+
+class Engine:
+    """A loaded model and the scheduler thread that serves every generation on it.
+
+    Create with `Engine.load(path)`. `generate` and `chat` return iterators of events
+    (`Delta`..., then `Finished`); `agenerate` and `achat` are their `async for` twins. Any number
+    of generations may run at once, from any threads: they are batched together.
+    """
+
+    def __init__(self, native: Any, path: Path) -> None:
+        self._native = native
+        self.path = path
+        self._scheduler = Scheduler(native)
+        info = native.info
+        self._template = (
+            ChatTemplate(
+                info["chat_template"],
+                bos_token=info.get("bos_token") or "",
+                eos_token=info.get("eos_token") or "",
+            )
+            if info.get("chat_template")
+            else None
+        )
+
+    @classmethod
+    def load(
+        cls,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        kv_budget_mb: int = 256,
+        kv_block_size: int = 16,
+        max_batch_tokens: int = 512,
+        max_sequences: int = 256,
+    ) -> Engine:
+        """Load a GGUF model (the default model when `path` is None)."""
+        resolved = resolve_model(None if path is None else str(path))
+        native = _core.Engine.load(
+            str(resolved),
+            kv_budget_mb=kv_budget_mb,
+            kv_block_size=kv_block_size,
+            max_batch_tokens=max_batch_tokens,
+            max_sequences=max_sequences,
+        )
+        return cls(native, resolved)
+
+    @property
+    def info(self) -> dict[str, Any]:
+        """Model facts: architecture, context length, vocabulary, chat template, KV pool."""
+        return dict(self._native.info)
+
+    @property
+    def chat_template(self) -> ChatTemplate | None:
+        return self._template
+
+    def tokenize(self, text: str, *, add_special: bool = True, parse_special: bool = False) -> list[int]:
+        return list(self._native.tokenize(text, add_special=add_special, parse_special=parse_special))
+
+    def detokenize(self, ids: Sequence[int], *, skip_special: bool = False) -> str:
+        return str(self._native.detokenize(list(ids), skip_special=skip_special))
+
+    def render_chat(
+        self,
+        messages: Iterable[Mapping[str, Any]],
+        *,
+        add_generation_prompt: bool = True,
+        **template_kwargs: Any,
+    ) -> str:
+        """The prompt text the model's chat template makes of `messages`."""
+        if self._template is None:
+            raise InvalidRequestError(
+                "this model has no chat template (tokenizer.chat_template); use generate() with a raw prompt"
+            )
+        return self._template.render(
+            [dict(m) for m in messages], add_generation_prompt=add_generation_prompt, **template_kwargs
+        )
+
+    def _prompt_ids(self, prompt: str | Sequence[int], parse_special: bool) -> list[int]:
+        if isinstance(prompt, str):
+            return self.tokenize(prompt, add_special=True, parse_special=parse_special)
+        return [int(t) for t in prompt]
+
+    def _chat_ids(self, messages: Iterable[Mapping[str, Any]], enable_thinking: bool | None) -> list[int]:
+        extra = {} if enable_thinking is None else {"enable_thinking": enable_thinking}
+        text = self.render_chat(messages, **extra)
+        # Template markup such as <|im_start|> must become the special tokens it names.
+        return self.tokenize(text, add_special=True, parse_special=True)
+
+    def generate(self, prompt: str | Sequence[int], *, parse_special: bool = True, **params: Any) -> Generation:
+        """Stream a continuation of `prompt` (text or token ids).
+
+        Parameters: temperature, top_k, top_p, min_p, repetition_penalty, presence_penalty,
+        frequency_penalty, penalty_last_n, logit_bias, seed, logprobs, top_logprobs,
+        max_tokens, stop, stop_token_ids, ignore_eos.
+        """
+        return Generation(self._scheduler, self._prompt_ids(prompt, parse_special), params)
+
+    def chat(
+        self, messages: Iterable[Mapping[str, Any]], *, enable_thinking: bool | None = None, **params: Any
+    ) -> Generation:
+        """Stream the assistant's reply to `messages`, rendered with the model's chat template."""
+        return Generation(self._scheduler, self._chat_ids(messages, enable_thinking), params)
+
+    def agenerate(
+        self, prompt: str | Sequence[int], *, parse_special: bool = True, **params: Any
+    ) -> AsyncGeneration:
+        """`generate` for `async for` (call it inside a running event loop)."""
+        return AsyncGeneration(self._scheduler, self._prompt_ids(prompt, parse_special), params)
+
+    def achat(
+        self, messages: Iterable[Mapping[str, Any]], *, enable_thinking: bool | None = None, **params: Any
+    ) -> AsyncGeneration:
+        """`chat` for `async for` (call it inside a running event loop)."""
+        return AsyncGeneration(self._scheduler, self._chat_ids(messages, enable_thinking), params)
+
+    def active_sequences(self) -> int:
+        """Sequences the native engine holds right now (waiting, prefilling or decoding)."""
+        return int(self._native.active_sequences())
+
+    def kv_stats(self) -> dict[str, int]:
+        return dict(self._native.kv_stats())
+
+    def teacher_forced_argmax(self, ids: Sequence[int]) -> list[int]:
+        """The model's argmax after each position of `ids`, fed in one pass (for checking)."""
+        return list(self._native.teacher_forced_argmax(list(ids)))
+
+    def close(self) -> None:
+        """Cancel every running generation and stop the scheduler thread."""
+        self._scheduler.close()
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
