@@ -1,0 +1,173 @@
+"""The library API on the real default model: streaming, chat, cancellation, async."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import threading
+import time
+
+import pytest
+
+from smolrt import Delta, Engine, Finished
+
+QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
+
+
+def drain(gen) -> tuple[list[Delta], Finished]:
+    events = list(gen)
+    *deltas, last = events
+    assert isinstance(last, Finished)
+    assert all(isinstance(d, Delta) for d in deltas)
+    return deltas, last
+
+
+def test_chat_answers_sensibly(engine: Engine) -> None:
+    deltas, fin = drain(engine.chat(QUESTION, max_tokens=48, temperature=0))
+    text = "".join(d.text for d in deltas)
+    assert "Paris" in text
+    assert fin.reason in ("stop", "length")
+    assert fin.usage.completion_tokens == sum(len(d.token_ids) for d in deltas)
+    assert fin.usage.prompt_tokens > 10
+    assert fin.timings.ttft_s > 0 and fin.timings.decode_s >= 0
+
+
+def test_generate_respects_max_tokens_and_reports_length(engine: Engine) -> None:
+    deltas, fin = drain(engine.generate("Once upon a time", max_tokens=7, temperature=0, ignore_eos=True))
+    assert fin.reason == "length"
+    assert fin.usage.completion_tokens == 7
+    assert sum(len(d.token_ids) for d in deltas) == 7
+
+
+def test_greedy_is_deterministic_and_seeded_sampling_reproducible(engine: Engine) -> None:
+    def ids(**kw) -> list[int]:
+        deltas, _ = drain(engine.generate("The weather today is", max_tokens=16, ignore_eos=True, **kw))
+        return [t for d in deltas for t in d.token_ids]
+
+    assert ids(temperature=0) == ids(temperature=0)
+    assert ids(temperature=1.0, seed=42) == ids(temperature=1.0, seed=42)
+    draws = {tuple(ids(temperature=1.5, seed=s)) for s in range(4)}
+    assert len(draws) > 1, "different seeds should give different samples at temperature 1.5"
+
+
+def test_stop_string_ends_generation_and_is_not_streamed(engine: Engine) -> None:
+    base, _ = drain(engine.chat(QUESTION, max_tokens=32, temperature=0))
+    full = "".join(d.text for d in base)
+    assert "Paris" in full
+    deltas, fin = drain(engine.chat(QUESTION, max_tokens=32, temperature=0, stop=["Paris"]))
+    text = "".join(d.text for d in deltas)
+    assert fin.reason == "stop" and fin.stop == "Paris"
+    assert "Paris" not in text
+    assert text == full[: full.index("Paris")]
+
+
+def test_logprobs_are_reported(engine: Engine) -> None:
+    deltas, _ = drain(engine.generate("Hello", max_tokens=3, temperature=0, logprobs=True, top_logprobs=3))
+    lps = [lp for d in deltas for lp in d.logprobs]
+    assert len(lps) == 3
+    for lp in lps:
+        assert lp.logprob <= 0
+        assert len(lp.top) == 3
+        # Greedy: the chosen token is the most likely one.
+        assert lp.top[0][0] == lp.token_id
+        assert [p for _, p in lp.top] == sorted((p for _, p in lp.top), reverse=True)
+
+
+def wait_idle(engine: Engine, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while engine.active_sequences() and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+def test_break_cancels_and_frees_kv_blocks(engine: Engine) -> None:
+    wait_idle(engine)
+    free_before = engine.kv_stats()["blocks_free"]
+    gen = engine.generate("Count from one to one thousand:", max_tokens=500, ignore_eos=True)
+    for i, _ev in enumerate(gen):
+        if i == 3:
+            break
+    del gen
+    gc.collect()
+    wait_idle(engine)
+    assert engine.active_sequences() == 0
+    assert engine.kv_stats()["blocks_free"] == free_before
+
+
+def test_explicit_close_yields_no_more_events(engine: Engine) -> None:
+    gen = engine.generate("Tell me a story", max_tokens=200, ignore_eos=True)
+    next(gen)
+    gen.close()
+    assert list(gen) == []
+    wait_idle(engine)
+    assert engine.active_sequences() == 0
+
+
+def test_concurrent_generations_from_threads(engine: Engine) -> None:
+    results: dict[int, str] = {}
+
+    def worker(i: int) -> None:
+        deltas, fin = drain(engine.generate(f"Item {i}:", max_tokens=12, temperature=0, ignore_eos=True))
+        assert fin.usage.completion_tokens == 12
+        results[i] = "".join(d.text for d in deltas)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert sorted(results) == list(range(6))
+    alone = "".join(d.text for d in drain(engine.generate("Item 3:", max_tokens=12, temperature=0, ignore_eos=True))[0])
+    assert results[3] == alone
+
+
+def test_async_generation(engine: Engine) -> None:
+    async def main() -> tuple[str, Finished]:
+        parts = []
+        last = None
+        async for ev in engine.achat(QUESTION, max_tokens=24, temperature=0):
+            if isinstance(ev, Delta):
+                parts.append(ev.text)
+            else:
+                last = ev
+        assert last is not None
+        return "".join(parts), last
+
+    text, fin = asyncio.run(main())
+    sync_text = "".join(d.text for d in drain(engine.chat(QUESTION, max_tokens=24, temperature=0))[0])
+    assert text == sync_text
+    assert fin.usage.completion_tokens > 0
+
+
+def test_async_task_cancellation_frees_the_sequence(engine: Engine) -> None:
+    async def main() -> None:
+        started = asyncio.Event()
+
+        async def consume() -> None:
+            async for _ in engine.agenerate("Write a long essay", max_tokens=400, ignore_eos=True):
+                started.set()
+
+        task = asyncio.create_task(consume())
+        await started.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    wait_idle(engine)
+    assert engine.active_sequences() == 0
+
+
+def test_streamed_text_is_valid_utf8_with_emoji(engine: Engine) -> None:
+    deltas, _ = drain(engine.generate("Emoji party: 🎉🎉", max_tokens=24, temperature=1.0, seed=7, ignore_eos=True))
+    for d in deltas:
+        d.text.encode("utf-8")  # a str holding a lone surrogate would raise here
+        assert "\ufffd" not in d.text
+
+
+def test_info_describes_the_model(engine: Engine) -> None:
+    info = engine.info
+    assert info["architecture"] == "llama"
+    assert info["context_length"] == 8192
+    assert info["vocab_size"] == 49152
+    assert info["chat_template"] and "im_start" in info["chat_template"]
+    assert info["tensor_types"]["Q4_1"] > 0
