@@ -43,7 +43,10 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into() }
+        Self {
+            code,
+            message: message.into(),
+        }
     }
     pub fn model_load(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::ModelLoad, message)
