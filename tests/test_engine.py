@@ -11,7 +11,9 @@ import pytest
 
 from smolrt import Delta, Engine, Finished
 
-QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
+# Phrased so that the 135M model answers correctly under greedy decoding (llama.cpp agrees; the
+# plainer "What is the capital of France?" makes it list Paris landmarks instead).
+QUESTION = [{"role": "user", "content": "Which city is the capital of France? Answer in one word."}]
 
 
 def drain(gen) -> tuple[list[Delta], Finished]:
@@ -157,11 +159,15 @@ def test_async_task_cancellation_frees_the_sequence(engine: Engine) -> None:
     assert engine.active_sequences() == 0
 
 
-def test_streamed_text_is_valid_utf8_with_emoji(engine: Engine) -> None:
-    deltas, _ = drain(engine.generate("Emoji party: 🎉🎉", max_tokens=24, temperature=1.0, seed=7, ignore_eos=True))
-    for d in deltas:
-        d.text.encode("utf-8")  # a str holding a lone surrogate would raise here
-        assert "\ufffd" not in d.text
+def test_multibyte_characters_split_across_tokens_stream_whole(engine: Engine) -> None:
+    # Greedy on this prompt the model emits emoji as several byte tokens each.
+    deltas, _ = drain(engine.generate("Emoji party: 🎉🎉🎉🎉", max_tokens=24, temperature=0, ignore_eos=True))
+    ids = [t for d in deltas for t in d.token_ids]
+    held_back = [d for d in deltas if d.token_ids and d.text == ""]
+    assert held_back, "expected some tokens carrying only part of a character"
+    streamed = "".join(d.text for d in deltas)
+    assert "🎉" in streamed and "\ufffd" not in streamed
+    assert streamed == engine.detokenize(ids, skip_special=True)
 
 
 def test_info_describes_the_model(engine: Engine) -> None:

@@ -9,7 +9,7 @@ import pytest
 import smolrt
 from smolrt import Engine, InternalError, InvalidRequestError, ModelLoadError, SmolrtError
 
-from .fixtures.tiny_gguf import write_tiny_llama
+from fixtures.tiny_gguf import write_tiny_llama
 
 
 @pytest.mark.parametrize(
