@@ -43,6 +43,7 @@ lint: $(VENV)/.deps ## rustfmt, clippy -D warnings, ruff, mypy
 	$(PIP) install -q "ruff>=0.6" "mypy>=1.11"
 	$(VENV)/bin/ruff check python tests benches tools
 	$(VENV)/bin/mypy
+	$(PY) -m mypy.stubtest smolrt._core
 
 clean: ## Remove the virtualenv and build outputs
 	rm -rf $(VENV) target

@@ -6,7 +6,6 @@ from types import SimpleNamespace
 from typing import ClassVar
 
 import pytest
-
 import smolrt
 from smolrt import cli
 from smolrt.errors import ModelLoadError

@@ -3,7 +3,6 @@ import subprocess
 import sys
 
 import pytest
-
 from smolrt import models
 from smolrt.errors import ModelLoadError
 

@@ -3,7 +3,6 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-
 from smolrt.errors import InvalidRequestError, ModelLoadError
 from smolrt.templates import ChatTemplate
 

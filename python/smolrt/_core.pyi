@@ -1,14 +1,16 @@
 """Type stubs for the native module `smolrt._core` (private: import `smolrt` instead)."""
 
 from os import PathLike
-from typing import Any
+from typing import Any, final
 
 __version__: str
+__all__ = ["Engine", "__version__", "_raise_panic_for_tests", "cpu_features", "inspect_gguf"]
 
 def inspect_gguf(path: str | PathLike[str]) -> dict[str, Any]: ...
 def cpu_features() -> list[str]: ...
 def _raise_panic_for_tests() -> None: ...
 
+@final
 class Engine:
     @staticmethod
     def load(

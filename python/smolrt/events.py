@@ -7,7 +7,7 @@ place that turns them into these objects.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Union
+from typing import Literal
 
 __all__ = ["Delta", "Event", "Finished", "Timings", "TokenLogprob", "Usage"]
 
@@ -81,4 +81,4 @@ class Finished:
     type: Literal["finished"] = field(default="finished", init=False)
 
 
-Event = Union[Delta, Finished]
+Event = Delta | Finished

@@ -9,7 +9,8 @@ applied between steps, so a cancelled sequence stops at the next step and frees 
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from .errors import InternalError, SmolrtError
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import queue
-from typing import TYPE_CHECKING, Any, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from .errors import error_for_code
 from .events import Delta, Event, Finished, Timings, TokenLogprob, Usage

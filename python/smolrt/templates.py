@@ -103,10 +103,10 @@ class ChatTemplate:
 
     def render(
         self,
-        messages: list[dict],
+        messages: list[dict[str, Any]],
         *,
         add_generation_prompt: bool = True,
-        tools: list[dict] | None = None,
+        tools: list[dict[str, Any]] | None = None,
         **extra: Any,
     ) -> str:
         """Render `messages` to prompt text.

@@ -23,7 +23,9 @@ pub struct PyEngine {
 /// A panic inside a step poisons the mutex; the engine's state is still memory-safe, and the
 /// sequences involved were reported failed, so later calls carry on.
 fn lock(engine: &Mutex<Engine>) -> MutexGuard<'_, Engine> {
-    engine.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    engine
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[pymethods]
@@ -72,7 +74,12 @@ impl PyEngine {
     }
 
     #[pyo3(signature = (ids, *, skip_special=false))]
-    fn detokenize(&self, py: Python<'_>, ids: Bound<'_, PyAny>, skip_special: bool) -> PyResult<String> {
+    fn detokenize(
+        &self,
+        py: Python<'_>,
+        ids: Bound<'_, PyAny>,
+        skip_special: bool,
+    ) -> PyResult<String> {
         let ids = params::prompt_ids(py, &ids)?;
         let tok = self.tokenizer.clone();
         detached(py, move || tok.decode(&ids, skip_special))
@@ -94,7 +101,11 @@ impl PyEngine {
     ) -> PyResult<u64> {
         let prompt = params::prompt_ids(py, &prompt)?;
         let p = params::extract(py, params.as_ref())?;
-        let request = GenerationRequest { prompt, sampling: p.sampling, stop: p.stop };
+        let request = GenerationRequest {
+            prompt,
+            sampling: p.sampling,
+            stop: p.stop,
+        };
         detached(py, || lock(&self.engine).add(request))
     }
 
@@ -110,7 +121,11 @@ impl PyEngine {
 
     /// Stop a sequence and free its KV blocks; returns its final event tuple, or None if the
     /// sequence is unknown (already finished).
-    fn cancel<'py>(&self, py: Python<'py>, seq: u64) -> PyResult<Option<Bound<'py, pyo3::types::PyTuple>>> {
+    fn cancel<'py>(
+        &self,
+        py: Python<'py>,
+        seq: u64,
+    ) -> PyResult<Option<Bound<'py, pyo3::types::PyTuple>>> {
         let ev = detached(py, || Ok(lock(&self.engine).cancel(seq)))?;
         ev.map(|e| events::to_py(py, e)).transpose()
     }
@@ -124,7 +139,12 @@ impl PyEngine {
         let (total, free, bs, bpb) = detached(py, || {
             let e = lock(&self.engine);
             let p = e.pool();
-            Ok((p.total_blocks(), p.free_blocks(), p.block_size(), p.bytes_per_block()))
+            Ok((
+                p.total_blocks(),
+                p.free_blocks(),
+                p.block_size(),
+                p.bytes_per_block(),
+            ))
         })?;
         let d = PyDict::new(py);
         d.set_item("blocks_total", total)?;

@@ -9,7 +9,11 @@ use smolrt_core::engine::{Event, EventKind};
 pub fn to_py<'py>(py: Python<'py>, event: Event) -> PyResult<Bound<'py, PyTuple>> {
     let seq = event.seq;
     let items: Vec<Py<PyAny>> = match event.kind {
-        EventKind::Token { token_id, text, logprob } => {
+        EventKind::Token {
+            token_id,
+            text,
+            logprob,
+        } => {
             let (lp, top) = match logprob {
                 Some(lp) => (Some(lp.logprob), Some(lp.top)),
                 None => (None, None),
@@ -24,9 +28,18 @@ pub fn to_py<'py>(py: Python<'py>, event: Event) -> PyResult<Bound<'py, PyTuple>
             ]
         }
         EventKind::Text { text } => {
-            vec!["text".into_py_any(py)?, seq.into_py_any(py)?, text.into_py_any(py)?]
+            vec![
+                "text".into_py_any(py)?,
+                seq.into_py_any(py)?,
+                text.into_py_any(py)?,
+            ]
         }
-        EventKind::Finished { reason, stop, usage, timings } => vec![
+        EventKind::Finished {
+            reason,
+            stop,
+            usage,
+            timings,
+        } => vec![
             "finished".into_py_any(py)?,
             seq.into_py_any(py)?,
             reason.as_str().into_py_any(py)?,
@@ -38,7 +51,11 @@ pub fn to_py<'py>(py: Python<'py>, event: Event) -> PyResult<Bound<'py, PyTuple>
             timings.prefill.into_py_any(py)?,
             timings.decode.into_py_any(py)?,
         ],
-        EventKind::Failed { code, message, usage } => vec![
+        EventKind::Failed {
+            code,
+            message,
+            usage,
+        } => vec![
             "failed".into_py_any(py)?,
             seq.into_py_any(py)?,
             code.as_str().into_py_any(py)?,

@@ -15,7 +15,10 @@ const MAX_ARRAY_ITEMS: usize = 16;
 
 /// Parse and validate a GGUF file without loading its weights.
 #[pyfunction]
-pub fn inspect_gguf<'py>(py: Python<'py>, path: std::path::PathBuf) -> PyResult<Bound<'py, PyDict>> {
+pub fn inspect_gguf<'py>(
+    py: Python<'py>,
+    path: std::path::PathBuf,
+) -> PyResult<Bound<'py, PyDict>> {
     let file = detached(py, move || GgufFile::open(&path))?;
     describe_file(py, &file)
 }
@@ -79,7 +82,14 @@ pub fn engine_info<'py>(py: Python<'py>, engine: &Engine) -> PyResult<Bound<'py,
     d.set_item("n_embd", c.n_embd)?;
     d.set_item("n_head", c.n_head)?;
     d.set_item("n_head_kv", c.n_head_kv)?;
-    d.set_item("chat_template", engine.file().get_opt_str("tokenizer.chat_template").ok().flatten())?;
+    d.set_item(
+        "chat_template",
+        engine
+            .file()
+            .get_opt_str("tokenizer.chat_template")
+            .ok()
+            .flatten(),
+    )?;
     let tok = engine.tokenizer();
     let text = |id: Option<u32>| id.and_then(|i| tok.token_text(i)).map(str::to_owned);
     d.set_item("bos_token", text(tok.bos_id()))?;

@@ -34,7 +34,10 @@ pub struct Extracted {
 /// `max_tokens` of None means "until the context is full".
 pub fn extract(py: Python<'_>, params: Option<&Bound<'_, PyDict>>) -> PyResult<Extracted> {
     let mut sampling = SamplingParams::default();
-    let mut stop = StopParams { max_tokens: u32::MAX, ..StopParams::default() };
+    let mut stop = StopParams {
+        max_tokens: u32::MAX,
+        ..StopParams::default()
+    };
     let Some(params) = params else {
         return Ok(Extracted { sampling, stop });
     };
@@ -86,7 +89,10 @@ pub fn extract(py: Python<'_>, params: Option<&Bound<'_, PyDict>>) -> PyResult<E
 
 fn float(py: Python<'_>, key: &str, v: &Bound<'_, PyAny>) -> PyResult<f32> {
     if v.is_instance_of::<pyo3::types::PyBool>() {
-        return Err(invalid_request(py, format!("{key} must be a number, got a bool")));
+        return Err(invalid_request(
+            py,
+            format!("{key} must be a number, got a bool"),
+        ));
     }
     v.extract::<f64>()
         .map(|x| x as f32)
@@ -95,7 +101,10 @@ fn float(py: Python<'_>, key: &str, v: &Bound<'_, PyAny>) -> PyResult<f32> {
 
 fn int(py: Python<'_>, key: &str, v: &Bound<'_, PyAny>) -> PyResult<i64> {
     if v.is_instance_of::<pyo3::types::PyBool>() {
-        return Err(invalid_request(py, format!("{key} must be an integer, got a bool")));
+        return Err(invalid_request(
+            py,
+            format!("{key} must be an integer, got a bool"),
+        ));
     }
     v.extract::<i64>()
         .map_err(|_| invalid_request(py, format!("{key} must be an integer in the 64-bit range")))
@@ -104,20 +113,27 @@ fn int(py: Python<'_>, key: &str, v: &Bound<'_, PyAny>) -> PyResult<i64> {
 fn uint(py: Python<'_>, key: &str, v: &Bound<'_, PyAny>) -> PyResult<u32> {
     let n = int(py, key, v)?;
     u32::try_from(n).map_err(|_| {
-        invalid_request(py, format!("{key} must be a non-negative integer below 2^32, got {n}"))
+        invalid_request(
+            py,
+            format!("{key} must be a non-negative integer below 2^32, got {n}"),
+        )
     })
 }
 
 fn u64_(py: Python<'_>, key: &str, v: &Bound<'_, PyAny>) -> PyResult<u64> {
     if v.is_instance_of::<pyo3::types::PyBool>() {
-        return Err(invalid_request(py, format!("{key} must be an integer, got a bool")));
+        return Err(invalid_request(
+            py,
+            format!("{key} must be an integer, got a bool"),
+        ));
     }
     v.extract::<u64>()
         .map_err(|_| invalid_request(py, format!("{key} must be an integer in 0..2^64")))
 }
 
 fn boolean(py: Python<'_>, key: &str, v: &Bound<'_, PyAny>) -> PyResult<bool> {
-    v.extract::<bool>().map_err(|_| invalid_request(py, format!("{key} must be a bool")))
+    v.extract::<bool>()
+        .map_err(|_| invalid_request(py, format!("{key} must be a bool")))
 }
 
 fn strings(py: Python<'_>, key: &str, v: &Bound<'_, PyAny>) -> PyResult<Vec<String>> {
