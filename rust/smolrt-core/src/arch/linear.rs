@@ -10,13 +10,30 @@ use std::sync::Arc;
 use candle_core::quantized::{ggml_file::qtensor_from_ggml, GgmlDType, QTensor};
 use candle_core::{CpuStorage, CustomOp1, Device, Layout};
 
+use super::q4_1::Q4_1Matrix;
 use crate::gguf::GgufFile;
 use crate::{Error, Result};
 
 /// One matrix of a [`Linear`], `n_out` rows of `n_in` values.
 struct Part {
-    weight: Arc<QTensor>,
+    weight: Kernel,
     n_out: usize,
+}
+
+/// Who multiplies: candle's quantized kernels, or ours for the types candle leaves scalar.
+enum Kernel {
+    Candle(Arc<QTensor>),
+    Q4_1(Q4_1Matrix),
+}
+
+impl Kernel {
+    /// `x` is `[rows][n_in]`; returns `[rows][n_out]`.
+    fn matmul(&self, x: &mut Vec<f32>, rows: usize, n_in: usize) -> Result<Vec<f32>> {
+        match self {
+            Kernel::Candle(w) => candle_matmul(w, x, rows, n_in),
+            Kernel::Q4_1(w) => Ok(w.matmul(x, rows)),
+        }
+    }
 }
 
 /// `n_out` output columns computed from `n_in` inputs, possibly as several stacked parts; the
@@ -35,7 +52,10 @@ impl Linear {
             .dims2()
             .map_err(|e| Error::model_load(format!("matrix is not 2-d: {e}")))?;
         Ok(Self {
-            parts: vec![Part { weight, n_out }],
+            parts: vec![Part {
+                weight: Kernel::Candle(weight),
+                n_out,
+            }],
             n_in,
             n_out,
         })
@@ -63,19 +83,35 @@ impl Linear {
             && infos.iter().all(|i| Some(i.dtype) == dtype)
             && dtype.is_some_and(is_block_quantized);
         let parts = match dtype {
+            Some(GgmlDType::Q4_1) if fusable => {
+                let bytes: Vec<u8> = infos
+                    .iter()
+                    .flat_map(|i| file.tensor_data(i))
+                    .copied()
+                    .collect();
+                vec![Part {
+                    weight: Kernel::Q4_1(Q4_1Matrix::from_bytes(&bytes, n_out, n_in)?),
+                    n_out,
+                }]
+            }
             Some(dtype) if fusable => {
                 let datas: Vec<&[u8]> = infos.iter().map(|i| file.tensor_data(i)).collect();
                 vec![Part {
-                    weight: Arc::new(stack_rows(dtype, &datas, n_out, n_in)?),
+                    weight: Kernel::Candle(Arc::new(stack_rows(dtype, &datas, n_out, n_in)?)),
                     n_out,
                 }]
             }
             _ => {
                 let mut loaded = Vec::with_capacity(parts.len());
-                for &(name, part_out) in parts {
-                    let weight = file.qtensor(name)?;
+                for (&(name, part_out), info) in parts.iter().zip(&infos) {
+                    let weight = if info.dtype == GgmlDType::Q4_1 {
+                        let data = file.tensor_data(info);
+                        Kernel::Q4_1(Q4_1Matrix::from_bytes(data, part_out, n_in)?)
+                    } else {
+                        Kernel::Candle(Arc::new(file.qtensor(name)?))
+                    };
                     loaded.push(Part {
-                        weight: Arc::new(weight),
+                        weight,
                         n_out: part_out,
                     });
                 }
@@ -103,14 +139,14 @@ impl Linear {
             )));
         }
         if let [part] = self.parts.as_slice() {
-            *out = matmul(&part.weight, x, rows, self.n_in)?;
+            *out = part.weight.matmul(x, rows, self.n_in)?;
             return Ok(());
         }
         out.clear();
         out.resize(rows * self.n_out, 0.0);
         let mut col = 0;
         for part in &self.parts {
-            let y = matmul(&part.weight, x, rows, self.n_in)?;
+            let y = part.weight.matmul(x, rows, self.n_in)?;
             for (dst, src) in out
                 .chunks_exact_mut(self.n_out)
                 .zip(y.chunks_exact(part.n_out))
@@ -126,7 +162,7 @@ impl Linear {
 /// Runs candle's quantized matmul kernel (what `QMatMul::forward` dispatches to) directly on our
 /// buffer, skipping the Tensor wrapper. Unlike `QMatMul`, this keeps f16/f32 matrices in their
 /// stored form instead of expanding them to f32 tensors at load.
-fn matmul(weight: &QTensor, x: &mut Vec<f32>, rows: usize, n_in: usize) -> Result<Vec<f32>> {
+fn candle_matmul(weight: &QTensor, x: &mut Vec<f32>, rows: usize, n_in: usize) -> Result<Vec<f32>> {
     let input = CpuStorage::F32(std::mem::take(x));
     let result = weight.cpu_fwd(&input, &Layout::contiguous((rows, n_in)));
     if let CpuStorage::F32(buf) = input {

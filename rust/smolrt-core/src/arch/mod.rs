@@ -8,6 +8,7 @@ mod embedding;
 mod linear;
 mod llama;
 mod ops;
+mod q4_1;
 mod weights;
 
 pub use llama::{BatchItem, Model};
