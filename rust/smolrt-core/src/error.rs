@@ -14,6 +14,8 @@ pub enum ErrorCode {
     ResourceExhausted,
     /// An id (sequence, session) that does not exist.
     NotFound,
+    /// The request is valid but the target's state forbids it now (a session already busy).
+    FailedPrecondition,
     /// The operation was cancelled.
     Cancelled,
     /// A bug: an invariant broke or a panic was caught.
@@ -27,6 +29,7 @@ impl ErrorCode {
             ErrorCode::InvalidRequest => "invalid_request",
             ErrorCode::ResourceExhausted => "resource_exhausted",
             ErrorCode::NotFound => "not_found",
+            ErrorCode::FailedPrecondition => "failed_precondition",
             ErrorCode::Cancelled => "cancelled",
             ErrorCode::Internal => "internal",
         }

@@ -92,12 +92,14 @@ impl PyEngine {
 
     /// Admit a generation; returns its sequence id. Raises InvalidRequestError for bad
     /// parameters or a prompt past the context, ResourceExhaustedError when full.
-    #[pyo3(signature = (prompt, params=None))]
+    /// `session`: continue that session's resident KV and keep it resident afterwards.
+    #[pyo3(signature = (prompt, params=None, session=None))]
     fn add_request(
         &self,
         py: Python<'_>,
         prompt: Bound<'_, PyAny>,
         params: Option<Bound<'_, PyDict>>,
+        session: Option<u64>,
     ) -> PyResult<u64> {
         let prompt = params::prompt_ids(py, &prompt)?;
         let p = params::extract(py, params.as_ref())?;
@@ -105,6 +107,7 @@ impl PyEngine {
             prompt,
             sampling: p.sampling,
             stop: p.stop,
+            session,
         };
         detached(py, || lock(&self.engine).add(request))
     }
@@ -128,6 +131,16 @@ impl PyEngine {
     ) -> PyResult<Option<Bound<'py, pyo3::types::PyTuple>>> {
         let ev = detached(py, || Ok(lock(&self.engine).cancel(seq)))?;
         ev.map(|e| events::to_py(py, e)).transpose()
+    }
+
+    /// Free a session's resident KV; returns whether it had any.
+    fn drop_session(&self, py: Python<'_>, session: u64) -> PyResult<bool> {
+        detached(py, || Ok(lock(&self.engine).drop_session(session)))
+    }
+
+    /// Tokens of a session's conversation whose KV is resident (0 once evicted).
+    fn resident_tokens(&self, py: Python<'_>, session: u64) -> PyResult<usize> {
+        detached(py, || Ok(lock(&self.engine).resident_tokens(session)))
     }
 
     fn active_sequences(&self, py: Python<'_>) -> PyResult<usize> {

@@ -46,6 +46,7 @@ pub fn to_py<'py>(py: Python<'py>, event: Event) -> PyResult<Bound<'py, PyTuple>
             stop.into_py_any(py)?,
             usage.prompt_tokens.into_py_any(py)?,
             usage.completion_tokens.into_py_any(py)?,
+            usage.cached_tokens.into_py_any(py)?,
             timings.queued.into_py_any(py)?,
             timings.time_to_first_token.into_py_any(py)?,
             timings.prefill.into_py_any(py)?,

@@ -38,6 +38,8 @@ pub struct TokenLogprob {
 pub struct Usage {
     pub prompt_tokens: u32,
     pub completion_tokens: u32,
+    /// Prompt tokens whose KV was resident from an earlier turn (not prefilled again).
+    pub cached_tokens: u32,
 }
 
 /// Wall-clock phases of one sequence, in seconds.

@@ -7,10 +7,12 @@
 
 mod events;
 mod options;
+mod resident;
 mod sequence;
 
 pub use events::{Event, EventKind, FinishReason, Timings, TokenLogprob, Usage};
 pub use options::{EngineOptions, GenerationRequest};
+pub use resident::SessionKey;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -22,6 +24,7 @@ use crate::error::{Error, Result};
 use crate::gguf::GgufFile;
 use crate::kv::{KvBlockPool, SeqKv};
 use crate::tokenizer::Tokenizer;
+use resident::{common_prefix, reserve_evicting, ResidentStore};
 use sequence::{Phase, Sequence};
 
 pub type SeqId = u64;
@@ -36,6 +39,8 @@ pub struct Engine {
     /// BTreeMap so that admission order (ids grow) is iteration order: fair, first come first served.
     seqs: BTreeMap<SeqId, Sequence>,
     next_id: SeqId,
+    /// Sessions' KV kept between turns.
+    resident: ResidentStore,
 }
 
 impl Engine {
@@ -55,6 +60,7 @@ impl Engine {
             options,
             seqs: BTreeMap::new(),
             next_id: 1,
+            resident: ResidentStore::default(),
         })
     }
 
@@ -124,18 +130,69 @@ impl Engine {
                 self.options.max_sequences
             )));
         }
+        if let Some(key) = request.session {
+            if self.seqs.values().any(|s| s.session == Some(key)) {
+                return Err(Error::new(
+                    crate::ErrorCode::FailedPrecondition,
+                    format!("session {key} already has a generation running"),
+                ));
+            }
+        }
         let id = self.next_id;
         self.next_id += 1;
-        let seq = Sequence::new(id, request, &self.tokenizer, ctx);
+        let session = request.session;
+        let mut seq = Sequence::new(id, request, &self.tokenizer, ctx);
+        if let Some(resident) = session.and_then(|key| self.resident.take(key)) {
+            self.resume(&mut seq, resident);
+        }
         self.seqs.insert(id, seq);
         Ok(id)
     }
 
-    /// Stop a sequence now and free its KV blocks. Returns its final event, or None if unknown.
+    /// Start `seq` from its session's resident KV: keep the longest prefix the new prompt shares
+    /// with what is cached, and prefill only the rest. At least one prompt token is always fed,
+    /// since its logits are needed to sample the first new token.
+    fn resume(&mut self, seq: &mut Sequence, mut resident: resident::Resident) {
+        let keep = common_prefix(&resident.tokens, &seq.tokens).min(seq.prompt_len() - 1);
+        self.pool.truncate(&mut resident.kv, keep);
+        seq.kv = resident.kv;
+        seq.fed = keep;
+        seq.cached = keep;
+    }
+
+    /// A sequence that ended: a session's KV stays resident for its next turn, anything else
+    /// goes back to the pool.
+    fn retire(&mut self, mut seq: Sequence) {
+        match seq.session {
+            Some(key) => self
+                .resident
+                .put(key, std::mem::take(&mut seq.kv), seq.tokens),
+            None => self.pool.release(&mut seq.kv),
+        }
+    }
+
+    /// Stop a sequence now. Returns its final event, or None if unknown. Its KV is freed (or, for
+    /// a session, kept resident: what was fed before the cancel is still valid).
     pub fn cancel(&mut self, id: SeqId) -> Option<Event> {
-        let mut seq = self.seqs.remove(&id)?;
-        self.pool.release(&mut seq.kv);
-        Some(seq.finish_event(FinishReason::Cancelled))
+        let seq = self.seqs.remove(&id)?;
+        let event = seq.finish_event(FinishReason::Cancelled);
+        self.retire(seq);
+        Some(event)
+    }
+
+    /// Forget a session's resident KV. Returns whether there was any.
+    pub fn drop_session(&mut self, key: SessionKey) -> bool {
+        self.resident.drop_key(key, &mut self.pool)
+    }
+
+    /// Tokens of a session's conversation whose KV is resident (0 after eviction).
+    pub fn resident_tokens(&self, key: SessionKey) -> usize {
+        self.resident.resident_tokens(key)
+    }
+
+    /// Sessions holding resident KV.
+    pub fn resident_sessions(&self) -> usize {
+        self.resident.len()
     }
 
     /// One batched forward over every active sequence. Returns the events it produced: at most one
@@ -187,7 +244,7 @@ impl Engine {
             let mut row = row;
             let finished = seq.on_logits(&mut row, &self.tokenizer, &mut events);
             if finished {
-                self.pool.release(&mut seq.kv);
+                self.retire(seq);
             } else {
                 self.seqs.insert(seq.id, seq);
             }
@@ -207,7 +264,7 @@ impl Engine {
             if seq.phase() != Phase::Decode {
                 continue;
             }
-            match self.pool.reserve(&mut seq.kv, 1) {
+            match reserve_evicting(&mut self.pool, &mut self.resident, &mut seq.kv, 1) {
                 Ok(()) => {
                     plan.push((*id, seq.fed, 1));
                     budget = budget.saturating_sub(1);
@@ -221,7 +278,7 @@ impl Engine {
             }
             let chunk = (seq.tokens.len() - seq.fed).min(budget);
             // When the pool is full of other sequences' blocks, wait for them to finish.
-            if self.pool.reserve(&mut seq.kv, chunk).is_ok() {
+            if reserve_evicting(&mut self.pool, &mut self.resident, &mut seq.kv, chunk).is_ok() {
                 seq.started.get_or_insert_with(std::time::Instant::now);
                 plan.push((*id, seq.fed, chunk));
                 budget -= chunk;

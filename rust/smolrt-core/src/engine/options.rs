@@ -52,4 +52,7 @@ pub struct GenerationRequest {
     pub prompt: Vec<u32>,
     pub sampling: SamplingParams,
     pub stop: StopParams,
+    /// Continue this session's resident KV (prefill only what it does not hold) and keep the
+    /// KV resident afterwards.
+    pub session: Option<super::SessionKey>,
 }

@@ -27,6 +27,10 @@ pub(super) struct Sequence {
     /// How many of `tokens` the model has seen (equals `kv.len()` between steps).
     pub fed: usize,
     pub kv: SeqKv,
+    /// The session whose resident KV this sequence continues and keeps.
+    pub session: Option<super::SessionKey>,
+    /// Prompt tokens whose KV was already resident at admission.
+    pub cached: usize,
     prompt_len: usize,
     /// Most tokens this sequence may generate: `max_tokens`, capped by the context left.
     max_new: usize,
@@ -58,6 +62,8 @@ impl Sequence {
             tokens,
             fed: 0,
             kv: SeqKv::default(),
+            session: req.session,
+            cached: 0,
             prompt_len,
             max_new,
             sampler: Sampler::new(req.sampling),
@@ -78,6 +84,10 @@ impl Sequence {
         } else {
             Phase::Decode
         }
+    }
+
+    pub fn prompt_len(&self) -> usize {
+        self.prompt_len
     }
 
     fn generated(&self) -> usize {
@@ -161,6 +171,7 @@ impl Sequence {
         Usage {
             prompt_tokens: self.prompt_len as u32,
             completion_tokens: self.generated() as u32,
+            cached_tokens: self.cached as u32,
         }
     }
 
