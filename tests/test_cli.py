@@ -6,6 +6,7 @@ from types import SimpleNamespace
 from typing import ClassVar
 
 import pytest
+
 import smolrt
 from smolrt import cli
 from smolrt.errors import ModelLoadError

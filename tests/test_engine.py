@@ -8,6 +8,7 @@ import threading
 import time
 
 import pytest
+
 from smolrt import Delta, Engine, Finished
 
 # Phrased so that the 135M model answers correctly under greedy decoding (llama.cpp agrees; the

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import smolrt
 from fixtures.tiny_gguf import write_tiny_llama
+
+import smolrt
 from smolrt import Engine, InternalError, InvalidRequestError, ModelLoadError, SmolrtError
 
 

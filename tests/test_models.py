@@ -3,6 +3,7 @@ import subprocess
 import sys
 
 import pytest
+
 from smolrt import models
 from smolrt.errors import ModelLoadError
 

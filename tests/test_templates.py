@@ -3,6 +3,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+
 from smolrt.errors import InvalidRequestError, ModelLoadError
 from smolrt.templates import ChatTemplate
 

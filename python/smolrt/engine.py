@@ -103,32 +103,67 @@ class Engine:
         # Template markup such as <|im_start|> must become the special tokens it names.
         return self.tokenize(text, add_special=True, parse_special=True)
 
-    def generate(self, prompt: str | Sequence[int], *, parse_special: bool = True, **params: Any) -> Generation:
+    def generate(
+        self,
+        prompt: str | Sequence[int],
+        *,
+        parse_special: bool = True,
+        session_key: int | None = None,
+        **params: Any,
+    ) -> Generation:
         """Stream a continuation of `prompt` (text or token ids).
 
         Parameters: temperature, top_k, top_p, min_p, repetition_penalty, presence_penalty,
         frequency_penalty, penalty_last_n, logit_bias, seed, logprobs, top_logprobs,
         max_tokens, stop, stop_token_ids, ignore_eos.
+
+        `session_key`: keep the KV cache resident under this key after the generation, and reuse
+        whatever prefix of `prompt` it already holds (multi-turn chat prefills only the new turn;
+        `Finished.usage.cached_tokens` tells how many were reused). One generation per key at a
+        time. Free it with `drop_session`.
         """
-        return Generation(self._scheduler, self._prompt_ids(prompt, parse_special), params)
+        return Generation(self._scheduler, self._prompt_ids(prompt, parse_special), params, session_key)
 
     def chat(
-        self, messages: Iterable[Mapping[str, Any]], *, enable_thinking: bool | None = None, **params: Any
+        self,
+        messages: Iterable[Mapping[str, Any]],
+        *,
+        enable_thinking: bool | None = None,
+        session_key: int | None = None,
+        **params: Any,
     ) -> Generation:
         """Stream the assistant's reply to `messages`, rendered with the model's chat template."""
-        return Generation(self._scheduler, self._chat_ids(messages, enable_thinking), params)
+        return Generation(self._scheduler, self._chat_ids(messages, enable_thinking), params, session_key)
 
     def agenerate(
-        self, prompt: str | Sequence[int], *, parse_special: bool = True, **params: Any
+        self,
+        prompt: str | Sequence[int],
+        *,
+        parse_special: bool = True,
+        session_key: int | None = None,
+        **params: Any,
     ) -> AsyncGeneration:
         """`generate` for `async for` (call it inside a running event loop)."""
-        return AsyncGeneration(self._scheduler, self._prompt_ids(prompt, parse_special), params)
+        return AsyncGeneration(self._scheduler, self._prompt_ids(prompt, parse_special), params, session_key)
 
     def achat(
-        self, messages: Iterable[Mapping[str, Any]], *, enable_thinking: bool | None = None, **params: Any
+        self,
+        messages: Iterable[Mapping[str, Any]],
+        *,
+        enable_thinking: bool | None = None,
+        session_key: int | None = None,
+        **params: Any,
     ) -> AsyncGeneration:
         """`chat` for `async for` (call it inside a running event loop)."""
-        return AsyncGeneration(self._scheduler, self._chat_ids(messages, enable_thinking), params)
+        return AsyncGeneration(self._scheduler, self._chat_ids(messages, enable_thinking), params, session_key)
+
+    def drop_session(self, session_key: int) -> bool:
+        """Free the KV kept resident under `session_key`; returns whether there was any."""
+        return bool(self._native.drop_session(session_key))
+
+    def resident_tokens(self, session_key: int) -> int:
+        """Tokens whose KV is resident under `session_key` (0 once evicted or dropped)."""
+        return int(self._native.resident_tokens(session_key))
 
     def active_sequences(self) -> int:
         """Sequences the native engine holds right now (waiting, prefilling or decoding)."""

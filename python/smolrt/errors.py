@@ -49,6 +49,24 @@ class CancelledError(SmolrtError):
     code = "cancelled"
 
 
+class FailedPreconditionError(SmolrtError):
+    """The request is valid but the target's state forbids it now (a session already busy)."""
+
+    code = "failed_precondition"
+
+
+class OutOfRangeError(SmolrtError):
+    """A position outside what is kept: an event sequence number older than a bounded log."""
+
+    code = "out_of_range"
+
+
+class UnavailableError(SmolrtError):
+    """The service cannot answer now (no model loaded, shutting down)."""
+
+    code = "unavailable"
+
+
 class InternalError(SmolrtError):
     """A bug or an unexpected failure inside smolrt."""
 
@@ -63,6 +81,9 @@ _BY_CODE: dict[str, type[SmolrtError]] = {
         ResourceExhaustedError,
         NotFoundError,
         CancelledError,
+        FailedPreconditionError,
+        OutOfRangeError,
+        UnavailableError,
         InternalError,
     )
 }

@@ -50,7 +50,8 @@ class Timings:
     ttft_s: float
     prefill_s: float
     decode_s: float
-    prompt_tokens: int
+    #: Prompt tokens actually prefilled (cached ones excluded).
+    prefilled_tokens: int
     completion_tokens: int
 
     @property
@@ -59,7 +60,7 @@ class Timings:
 
     @property
     def prefill_tokens_per_s(self) -> float:
-        return self.prompt_tokens / self.prefill_s if self.prefill_s > 0 else 0.0
+        return self.prefilled_tokens / self.prefill_s if self.prefill_s > 0 else 0.0
 
     @property
     def decode_tokens_per_s(self) -> float:

@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .errors import InternalError, SmolrtError
+from .errors import InternalError, SmolrtError, UnavailableError
 
 __all__ = ["Scheduler", "Sink"]
 
@@ -36,11 +36,14 @@ class Scheduler:
         self._thread = threading.Thread(target=self._run, name="smolrt-scheduler", daemon=True)
         self._thread.start()
 
-    def submit(self, prompt: Sequence[int], params: dict[str, Any], sink: Sink) -> int:
-        """Admit a generation. Raises at once for invalid requests."""
+    def submit(self, prompt: Sequence[int], params: dict[str, Any], sink: Sink, session: int | None = None) -> int:
+        """Admit a generation. Raises at once for invalid requests.
+
+        `session`: continue that key's resident KV and keep it resident afterwards.
+        """
         if self._closed:
-            raise SmolrtError("the engine is closed")
-        seq: int = self._native.add_request(list(prompt), params)
+            raise UnavailableError("the engine is closed")
+        seq: int = self._native.add_request(list(prompt), params, session)
         with self._lock:
             early = self._early.pop(seq, [])
             finished = any(ev[0] in _FINAL for ev in early)

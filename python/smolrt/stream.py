@@ -32,9 +32,9 @@ def to_event(item: tuple[Any, ...]) -> Event:
     if kind == "text":
         return Delta(item[2], ())
     if kind == "finished":
-        _, _, reason, stop, prompt, completion, queued, ttft, prefill, decode = item
-        timings = Timings(queued, ttft, prefill, decode, prompt, completion)
-        return Finished(reason, stop, Usage(prompt, completion), timings)
+        _, _, reason, stop, prompt, completion, cached, queued, ttft, prefill, decode = item
+        timings = Timings(queued, ttft, prefill, decode, prompt - cached, completion)
+        return Finished(reason, stop, Usage(prompt, completion, cached), timings)
     if kind == "failed":
         raise error_for_code(item[2], item[3])
     raise error_for_code("internal", f"unknown native event {kind!r}")
@@ -55,8 +55,15 @@ class _Stream:
             self._done = True
         return to_event(item)
 
+    def cancel(self) -> None:
+        """Ask for the generation to stop at the next step. Unlike `close`, the stream goes on
+        to deliver what was already produced and a final `Finished` (reason "cancelled", or
+        the natural reason if it ended first)."""
+        if not self._done and self._seq is not None:
+            self._scheduler.cancel(self._seq)
+
     def close(self) -> None:
-        """Cancel the generation if it is still running."""
+        """Cancel the generation if it is still running, and end the stream now."""
         if not self._done and self._seq is not None:
             self._done = True
             self._scheduler.cancel(self._seq)
@@ -72,10 +79,12 @@ class _Stream:
 class Generation(_Stream):
     """A synchronous iterator of events: zero or more `Delta`, then one `Finished`."""
 
-    def __init__(self, scheduler: Scheduler, prompt: Sequence[int], params: dict[str, Any]):
+    def __init__(
+        self, scheduler: Scheduler, prompt: Sequence[int], params: dict[str, Any], session: int | None = None
+    ):
         super().__init__(scheduler)
         self._queue: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
-        self._seq = scheduler.submit(prompt, params, self._queue.put)
+        self._seq = scheduler.submit(prompt, params, self._queue.put, session)
 
     def __iter__(self) -> Generation:
         return self
@@ -99,11 +108,13 @@ class Generation(_Stream):
 class AsyncGeneration(_Stream):
     """An asynchronous iterator of events, for `async for`."""
 
-    def __init__(self, scheduler: Scheduler, prompt: Sequence[int], params: dict[str, Any]):
+    def __init__(
+        self, scheduler: Scheduler, prompt: Sequence[int], params: dict[str, Any], session: int | None = None
+    ):
         super().__init__(scheduler)
         self._loop = asyncio.get_running_loop()
         self._queue: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
-        self._seq = scheduler.submit(prompt, params, self._put)
+        self._seq = scheduler.submit(prompt, params, self._put, session)
 
     def _put(self, item: tuple[Any, ...]) -> None:
         # Called on the scheduler thread; the queue belongs to the event loop.
