@@ -22,11 +22,15 @@ class TokenLogprob:
 
 @dataclass(frozen=True, slots=True)
 class Delta:
-    """New output: `text` (valid UTF-8, possibly empty) and the token ids that produced it."""
+    """New output: `text` (valid UTF-8, possibly empty) and the token ids that produced it.
+
+    `channel` is "reasoning" for text inside a `<think>` block, else "content".
+    """
 
     text: str
     token_ids: tuple[int, ...]
     logprobs: tuple[TokenLogprob, ...] = ()
+    channel: Literal["content", "reasoning"] = "content"
     type: Literal["delta"] = field(default="delta", init=False)
 
 
@@ -36,6 +40,12 @@ class Usage:
     completion_tokens: int
     #: Prompt tokens whose KV was already cached (sessions); 0 for one-shot generations.
     cached_tokens: int = 0
+    #: Completion tokens spent inside a think block (tags included).
+    reasoning_tokens: int = 0
+
+    @property
+    def content_tokens(self) -> int:
+        return self.completion_tokens - self.reasoning_tokens
 
     @property
     def total_tokens(self) -> int:

@@ -62,6 +62,9 @@ class Session:
     params: dict[str, Any]
     enable_thinking: bool | None
     log: EventLog[SessionEvent]
+    #: Re-render earlier turns' reasoning into the prompt (off by default: reasoning is for the
+    #: turn that produced it, and leaving it out keeps prompts short).
+    keep_reasoning: bool = False
     messages: list[dict[str, Any]] = field(default_factory=list)
     created_at: float = field(default_factory=time.time)
     updated_at: float = field(default_factory=time.time)
@@ -76,7 +79,11 @@ class Session:
     def history(self) -> list[dict[str, Any]]:
         """The conversation as the chat template sees it."""
         system = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
-        return system + [dict(m) for m in self.messages]
+        turns = [dict(m) for m in self.messages]
+        if not self.keep_reasoning:
+            for m in turns:
+                m.pop("reasoning_content", None)
+        return system + turns
 
 
 class SessionStore:
@@ -101,6 +108,7 @@ class SessionStore:
         system_prompt: str | None = None,
         params: dict[str, Any] | None = None,
         enable_thinking: bool | None = None,
+        keep_reasoning: bool = False,
     ) -> Session:
         if len(self._sessions) >= self._max_sessions:
             raise ResourceExhaustedError(
@@ -113,6 +121,7 @@ class SessionStore:
             params=dict(params or {}),
             enable_thinking=enable_thinking,
             log=EventLog(self._log_capacity),
+            keep_reasoning=keep_reasoning,
         )
         self._sessions[session.id] = session
         return session
@@ -159,14 +168,18 @@ class SessionStore:
 
     async def _run_turn(self, session: Session, generation: AsyncGeneration) -> None:
         turn = session.turns
-        parts: list[str] = []
+        content: list[str] = []
+        reasoning: list[str] = []
         try:
             async for event in generation:
                 if isinstance(event, Delta):
-                    parts.append(event.text)
+                    (reasoning if event.channel == "reasoning" else content).append(event.text)
                 else:
                     # Even a cancelled reply keeps what was said: the transcript shows it.
-                    session.messages.append({"role": "assistant", "content": "".join(parts)})
+                    reply: dict[str, Any] = {"role": "assistant", "content": "".join(content)}
+                    if reasoning:
+                        reply["reasoning_content"] = "".join(reasoning)
+                    session.messages.append(reply)
                 session.log.append(event)
         except SmolrtError as exc:
             session.messages.pop()  # the user message that got no reply

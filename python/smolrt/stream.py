@@ -24,17 +24,17 @@ def to_event(item: tuple[Any, ...]) -> Event:
     """Turn one native event tuple into a typed event; a failure raises its SmolrtError."""
     kind = item[0]
     if kind == "token":
-        _, _, token_id, text, logprob, top = item
+        _, _, token_id, text, channel, logprob, top = item
         lps: tuple[TokenLogprob, ...] = ()
         if logprob is not None:
             lps = (TokenLogprob(token_id, logprob, tuple(top or ())),)
-        return Delta(text, (token_id,), lps)
+        return Delta(text, (token_id,), lps, channel)
     if kind == "text":
-        return Delta(item[2], ())
+        return Delta(item[2], (), (), item[3])
     if kind == "finished":
-        _, _, reason, stop, prompt, completion, cached, queued, ttft, prefill, decode = item
+        _, _, reason, stop, prompt, completion, cached, reasoning, queued, ttft, prefill, decode = item
         timings = Timings(queued, ttft, prefill, decode, prompt - cached, completion)
-        return Finished(reason, stop, Usage(prompt, completion, cached), timings)
+        return Finished(reason, stop, Usage(prompt, completion, cached, reasoning), timings)
     if kind == "failed":
         raise error_for_code(item[2], item[3])
     raise error_for_code("internal", f"unknown native event {kind!r}")
@@ -101,8 +101,8 @@ class Generation(_Stream):
         self.close()
 
     def text(self) -> str:
-        """Consume the stream and return the whole text."""
-        return "".join(ev.text for ev in self if isinstance(ev, Delta))
+        """Consume the stream and return the answer text (the content channel)."""
+        return "".join(ev.text for ev in self if isinstance(ev, Delta) and ev.channel == "content")
 
 
 class AsyncGeneration(_Stream):
@@ -146,5 +146,6 @@ class AsyncGeneration(_Stream):
         self.close()
 
     async def text(self) -> str:
-        parts = [ev.text async for ev in self if isinstance(ev, Delta)]
+        """Consume the stream and return the answer text (the content channel)."""
+        parts = [ev.text async for ev in self if isinstance(ev, Delta) and ev.channel == "content"]
         return "".join(parts)

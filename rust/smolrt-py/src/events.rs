@@ -12,6 +12,7 @@ pub fn to_py<'py>(py: Python<'py>, event: Event) -> PyResult<Bound<'py, PyTuple>
         EventKind::Token {
             token_id,
             text,
+            channel,
             logprob,
         } => {
             let (lp, top) = match logprob {
@@ -23,17 +24,17 @@ pub fn to_py<'py>(py: Python<'py>, event: Event) -> PyResult<Bound<'py, PyTuple>
                 seq.into_py_any(py)?,
                 token_id.into_py_any(py)?,
                 text.into_py_any(py)?,
+                channel.as_str().into_py_any(py)?,
                 lp.into_py_any(py)?,
                 top.into_py_any(py)?,
             ]
         }
-        EventKind::Text { text } => {
-            vec![
-                "text".into_py_any(py)?,
-                seq.into_py_any(py)?,
-                text.into_py_any(py)?,
-            ]
-        }
+        EventKind::Text { text, channel } => vec![
+            "text".into_py_any(py)?,
+            seq.into_py_any(py)?,
+            text.into_py_any(py)?,
+            channel.as_str().into_py_any(py)?,
+        ],
         EventKind::Finished {
             reason,
             stop,
@@ -47,6 +48,7 @@ pub fn to_py<'py>(py: Python<'py>, event: Event) -> PyResult<Bound<'py, PyTuple>
             usage.prompt_tokens.into_py_any(py)?,
             usage.completion_tokens.into_py_any(py)?,
             usage.cached_tokens.into_py_any(py)?,
+            usage.reasoning_tokens.into_py_any(py)?,
             timings.queued.into_py_any(py)?,
             timings.time_to_first_token.into_py_any(py)?,
             timings.prefill.into_py_any(py)?,

@@ -1,6 +1,7 @@
 //! What a step reports. Events are plain data so that the glue can convert them without
 //! reaching back into the engine.
 
+use super::channels::Channel;
 use super::SeqId;
 use crate::error::ErrorCode;
 
@@ -40,6 +41,8 @@ pub struct Usage {
     pub completion_tokens: u32,
     /// Prompt tokens whose KV was resident from an earlier turn (not prefilled again).
     pub cached_tokens: u32,
+    /// Completion tokens spent reasoning (inside a think block, tags included).
+    pub reasoning_tokens: u32,
 }
 
 /// Wall-clock phases of one sequence, in seconds.
@@ -62,10 +65,12 @@ pub enum EventKind {
     Token {
         token_id: u32,
         text: String,
+        channel: Channel,
         logprob: Option<TokenLogprob>,
     },
-    /// Trailing text released at the end (held-back bytes or a partial stop-string match).
-    Text { text: String },
+    /// More text with no new token: the rest of a token whose text crossed a think tag, or
+    /// trailing text released at the end (held-back bytes, a partial stop string or tag).
+    Text { text: String, channel: Channel },
     Finished {
         reason: FinishReason,
         /// Which stop string or token ended it, when one did.

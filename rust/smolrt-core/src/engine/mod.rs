@@ -5,11 +5,13 @@
 //! The engine is single-threaded by design: the Python scheduler thread owns it and calls `step()`
 //! with the GIL released. Parallelism lives inside the forward pass.
 
+mod channels;
 mod events;
 mod options;
 mod resident;
 mod sequence;
 
+pub use channels::{Channel, ChannelSplitter, ThinkTags};
 pub use events::{Event, EventKind, FinishReason, Timings, TokenLogprob, Usage};
 pub use options::{EngineOptions, GenerationRequest};
 pub use resident::SessionKey;

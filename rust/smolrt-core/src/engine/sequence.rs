@@ -4,6 +4,7 @@
 use std::collections::HashSet;
 use std::time::Instant;
 
+use super::channels::{Channel, ChannelSplitter, ThinkTags};
 use super::events::{Event, EventKind, FinishReason, Timings, TokenLogprob, Usage};
 use super::options::GenerationRequest;
 use super::SeqId;
@@ -40,6 +41,8 @@ pub(super) struct Sequence {
     stop_ids: HashSet<u32>,
     decoder: IncrementalDecoder,
     stop_strings: StopStringMatcher,
+    channels: ChannelSplitter,
+    reasoning_tokens: usize,
     created: Instant,
     /// When the first prefill chunk was scheduled: queueing ends, prefill begins.
     pub started: Option<Instant>,
@@ -55,6 +58,8 @@ impl Sequence {
         }
         let want_logprobs = req.sampling.logprobs || req.sampling.top_logprobs > 0;
         let max_new = (req.stop.max_tokens as usize).min(context - prompt_len);
+        let tags = ThinkTags::of(tokenizer);
+        let start = tags.map_or(Channel::Content, |t| t.starting_channel(&req.prompt));
         let mut tokens = req.prompt;
         tokens.reserve(max_new);
         Self {
@@ -72,6 +77,8 @@ impl Sequence {
             // Special tokens are not text: a caller who wants them asks for token ids.
             decoder: IncrementalDecoder::new(true),
             stop_strings: StopStringMatcher::new(req.stop.stop_strings),
+            channels: ChannelSplitter::new(tags, start),
+            reasoning_tokens: 0,
             created: Instant::now(),
             started: None,
             first_token: None,
@@ -108,6 +115,9 @@ impl Sequence {
         }
         let token = sampled.token;
         self.tokens.push(token);
+        if self.channels.classify(token) == Channel::Reasoning {
+            self.reasoning_tokens += 1;
+        }
         let logprob = self.want_logprobs.then(|| TokenLogprob {
             token,
             logprob: sampled.logprob.unwrap_or(f32::NAN),
@@ -116,14 +126,7 @@ impl Sequence {
 
         if self.stop_ids.contains(&token) {
             // The stop token itself is not text; release what was held back for a stop string.
-            self.push(
-                EventKind::Token {
-                    token_id: token,
-                    text: String::new(),
-                    logprob,
-                },
-                events,
-            );
+            self.push_token(token, Vec::new(), logprob, events);
             self.release_held_text(events);
             let stop = tokenizer.token_text(token).map(str::to_owned);
             self.push(self.finished(FinishReason::Stop, stop), events);
@@ -132,14 +135,8 @@ impl Sequence {
 
         let piece = self.decoder.push(tokenizer, token);
         let outcome = self.stop_strings.push(&piece);
-        self.push(
-            EventKind::Token {
-                token_id: token,
-                text: outcome.emit,
-                logprob,
-            },
-            events,
-        );
+        let pieces = self.channels.push(token, &outcome.emit);
+        self.push_token(token, pieces, logprob, events);
         if outcome.stopped {
             self.push(self.finished(FinishReason::Stop, outcome.matched), events);
             return true;
@@ -152,14 +149,48 @@ impl Sequence {
         false
     }
 
-    /// At a finish that is not a stop string: whatever the decoder and the stop matcher still
-    /// hold is real output.
+    /// One token event carrying the token's first text piece; a token whose text crosses a
+    /// think tag yields further pieces as text events on their own channel.
+    fn push_token(
+        &self,
+        token_id: u32,
+        pieces: Vec<(Channel, String)>,
+        logprob: Option<TokenLogprob>,
+        events: &mut Vec<Event>,
+    ) {
+        let mut pieces = pieces.into_iter();
+        let (channel, text) = pieces
+            .next()
+            .unwrap_or_else(|| (self.channels.channel(), String::new()));
+        self.push(
+            EventKind::Token {
+                token_id,
+                text,
+                channel,
+                logprob,
+            },
+            events,
+        );
+        for (channel, text) in pieces {
+            self.push(EventKind::Text { text, channel }, events);
+        }
+    }
+
+    /// At a finish that is not a stop string: whatever the decoder, the stop matcher and the
+    /// channel splitter still hold is real output.
     fn release_held_text(&mut self, events: &mut Vec<Event>) {
         let tail = self.decoder.flush();
         let mut text = self.stop_strings.push(&tail).emit;
         text.push_str(&self.stop_strings.flush());
-        if !text.is_empty() {
-            self.push(EventKind::Text { text }, events);
+        let last = self.tokens.last().copied().unwrap_or(0);
+        let mut pieces = if text.is_empty() {
+            Vec::new()
+        } else {
+            self.channels.push(last, &text)
+        };
+        pieces.extend(self.channels.flush());
+        for (channel, text) in pieces {
+            self.push(EventKind::Text { text, channel }, events);
         }
     }
 
@@ -172,6 +203,7 @@ impl Sequence {
             prompt_tokens: self.prompt_len as u32,
             completion_tokens: self.generated() as u32,
             cached_tokens: self.cached as u32,
+            reasoning_tokens: self.reasoning_tokens as u32,
         }
     }
 
