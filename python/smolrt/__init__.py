@@ -10,12 +10,16 @@ from ._core import __version__, cpu_features, inspect_gguf
 from .engine import Engine
 from .errors import (
     CancelledError,
+    FailedPreconditionError,
     InternalError,
     InvalidRequestError,
     ModelLoadError,
     NotFoundError,
+    OutOfRangeError,
     ResourceExhaustedError,
     SmolrtError,
+    UnauthenticatedError,
+    UnavailableError,
 )
 from .events import Delta, Event, Finished, Timings, TokenLogprob, Usage
 from .stream import AsyncGeneration, Generation
@@ -28,16 +32,20 @@ __all__ = [
     "Delta",
     "Engine",
     "Event",
+    "FailedPreconditionError",
     "Finished",
     "Generation",
     "InternalError",
     "InvalidRequestError",
     "ModelLoadError",
     "NotFoundError",
+    "OutOfRangeError",
     "ResourceExhaustedError",
     "SmolrtError",
     "Timings",
     "TokenLogprob",
+    "UnauthenticatedError",
+    "UnavailableError",
     "Usage",
     "__version__",
     "cpu_features",

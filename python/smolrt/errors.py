@@ -49,6 +49,32 @@ class CancelledError(SmolrtError):
     code = "cancelled"
 
 
+class FailedPreconditionError(SmolrtError):
+    """The request is well formed but the system is not in a state to run it (e.g. a session that is
+    already generating, or chat input for a model without a chat template)."""
+
+    code = "failed_precondition"
+
+
+class OutOfRangeError(SmolrtError):
+    """A position past what exists, e.g. an event sequence number a log no longer or not yet holds."""
+
+    code = "out_of_range"
+
+
+class UnavailableError(SmolrtError):
+    """The service cannot take the request now: no model loaded, or shutting down. Retrying later,
+    or elsewhere, may succeed."""
+
+    code = "unavailable"
+
+
+class UnauthenticatedError(SmolrtError):
+    """The request lacks valid credentials (a server API key)."""
+
+    code = "unauthenticated"
+
+
 class InternalError(SmolrtError):
     """A bug or an unexpected failure inside smolrt."""
 
@@ -63,6 +89,10 @@ _BY_CODE: dict[str, type[SmolrtError]] = {
         ResourceExhaustedError,
         NotFoundError,
         CancelledError,
+        FailedPreconditionError,
+        OutOfRangeError,
+        UnavailableError,
+        UnauthenticatedError,
         InternalError,
     )
 }
@@ -80,11 +110,15 @@ def error_for_code(code: str, message: str) -> SmolrtError:
 
 __all__ = [
     "CancelledError",
+    "FailedPreconditionError",
     "InternalError",
     "InvalidRequestError",
     "ModelLoadError",
     "NotFoundError",
+    "OutOfRangeError",
     "ResourceExhaustedError",
     "SmolrtError",
+    "UnauthenticatedError",
+    "UnavailableError",
     "error_for_code",
 ]
