@@ -224,8 +224,10 @@ class InferenceServicer(rpc.InferenceServicer):
             model_loaded=self._engine is not None,
         )
         if self._engine is not None:
-            kv = self._engine.kv_stats()
+            # Sequences first: a sequence that finishes between the two reads then shows as freed
+            # blocks, never as blocks in use with no sequence holding them.
             stats.active_sequences = self._engine.active_sequences()
+            kv = self._engine.kv_stats()
             stats.kv_blocks_total = kv.get("blocks_total", 0)
             stats.kv_blocks_in_use = kv.get("blocks_in_use", 0)
             stats.kv_block_size = kv.get("block_size", 0)
