@@ -71,7 +71,7 @@ bench-grpc: model ## Aggregate decode tokens/s over gRPC at 1/4/8/16 streams, an
 lint: $(VENV)/.deps proto-check ## proto drift, rustfmt, clippy -D warnings, ruff, mypy
 	cargo fmt --all --check
 	cargo clippy --release --workspace -- -D warnings
-	$(PIP) install -q "ruff>=0.6" "mypy>=1.11" types-grpcio types-protobuf
+	$(PIP) install -q "ruff>=0.6" "mypy>=1.11" types-grpcio types-grpcio-health-checking types-grpcio-reflection types-protobuf
 	$(VENV)/bin/ruff check python tests benches tools
 	$(VENV)/bin/mypy
 	$(PY) -m mypy.stubtest smolrt._core

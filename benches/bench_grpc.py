@@ -89,8 +89,10 @@ def main() -> int:
     for n, agg in rows:
         print(f"{n:>8} {agg:>16.1f} {agg / n:>11.1f} {agg / base:>11.2f}x")
     print()
-    print(f"single-stream decode tok/s: gRPC {single_grpc:.1f}, in-process {single_lib:.1f}, "
-          f"ratio {single_grpc / single_lib:.3f}")
+    print(
+        f"single-stream decode tok/s: gRPC {single_grpc:.1f}, in-process {single_lib:.1f}, "
+        f"ratio {single_grpc / single_lib:.3f}"
+    )
 
     channel.close()
     asyncio.run_coroutine_threadsafe(running.stop(0), loop).result()

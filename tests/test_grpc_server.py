@@ -15,9 +15,9 @@ from pathlib import Path
 import grpc
 import pytest
 from fixtures.grpc_server import ServerThread, check_well_formed
+from google.protobuf.descriptor_pool import DescriptorPool
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
-from google.protobuf.descriptor_pool import DescriptorPool
 from smolrt import Engine
 from smolrt.v1 import smolrt_pb2 as pb
 from smolrt.v1 import smolrt_pb2_grpc as rpc
@@ -49,7 +49,9 @@ def test_streamed_generate_is_well_formed_and_sensible(server: ServerThread) -> 
 
 def test_raw_prompt_and_token_ids_agree(server: ServerThread, engine: Engine) -> None:
     stop = pb.StoppingParameters(max_tokens=6, ignore_eos=True)
-    by_text = list(server.inference.Generate(pb.GenerateRequest(prompt="Once upon a time", sampling=GREEDY, stopping=stop)))
+    by_text = list(
+        server.inference.Generate(pb.GenerateRequest(prompt="Once upon a time", sampling=GREEDY, stopping=stop))
+    )
     ids = engine.tokenize("Once upon a time", parse_special=True)
     by_ids = list(
         server.inference.Generate(
@@ -66,9 +68,7 @@ def test_raw_prompt_and_token_ids_agree(server: ServerThread, engine: Engine) ->
 
 def test_client_cancel_frees_the_sequence(server: ServerThread) -> None:
     call = server.inference.Generate(pb.GenerateRequest(prompt="Count to a thousand:", stopping=ENDLESS))
-    seen = 0
-    for event in call:
-        seen += 1
+    for seen, _event in enumerate(call, 1):
         if seen == 5:
             break
     assert server.stats().active_sequences >= 1
@@ -138,7 +138,11 @@ def test_health_serving_with_a_model(server: ServerThread) -> None:
         (pb.GenerateRequest(prompt="hi", sampling=pb.SamplingParameters(top_p=7)), "INVALID_ARGUMENT", "top_p"),
         (pb.GenerateRequest(prompt="hi", sampling=pb.SamplingParameters(temperature=-1)), "INVALID_ARGUMENT", "temp"),
         (pb.GenerateRequest(prompt="hi", stopping=pb.StoppingParameters(max_tokens=0)), "INVALID_ARGUMENT", "max_tok"),
-        (pb.GenerateRequest(prompt="hi", sampling=pb.SamplingParameters(logit_bias={10**9: 1})), "INVALID_ARGUMENT", ""),
+        (
+            pb.GenerateRequest(prompt="hi", sampling=pb.SamplingParameters(logit_bias={10**9: 1})),
+            "INVALID_ARGUMENT",
+            "",
+        ),
         (pb.GenerateRequest(prompt_token_ids=pb.TokenIds(ids=[42] * 8192)), "INVALID_ARGUMENT", "context"),
         (pb.GenerateRequest(prompt_token_ids=pb.TokenIds(ids=[10**6])), "INVALID_ARGUMENT", "vocabulary"),
         (pb.GenerateRequest(prompt_token_ids=pb.TokenIds()), "INVALID_ARGUMENT", "empty"),
@@ -153,7 +157,9 @@ def test_bad_input_matrix(server: ServerThread, request_: pb.GenerateRequest, co
     assert info.value.code() == getattr(grpc.StatusCode, code), info.value.details()
     assert needle in info.value.details()
     # ... and the server keeps serving.
-    ok = list(server.inference.Generate(pb.GenerateRequest(prompt="Hello", stopping=pb.StoppingParameters(max_tokens=2))))
+    ok = list(
+        server.inference.Generate(pb.GenerateRequest(prompt="Hello", stopping=pb.StoppingParameters(max_tokens=2)))
+    )
     check_well_formed(ok)
 
 
@@ -241,7 +247,13 @@ def test_full_engine_answers_resource_exhausted(model_path: Path) -> None:
         assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         running.cancel()
         assert srv.wait_idle().active_sequences == 0
-        check_well_formed(list(srv.inference.Generate(pb.GenerateRequest(prompt="now me", stopping=pb.StoppingParameters(max_tokens=2)))))
+        check_well_formed(
+            list(
+                srv.inference.Generate(
+                    pb.GenerateRequest(prompt="now me", stopping=pb.StoppingParameters(max_tokens=2))
+                )
+            )
+        )
     finally:
         srv.stop()
         small.close()
@@ -256,7 +268,9 @@ def test_max_context_caps_prompt_and_reply(engine: Engine) -> None:
         assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "context" in info.value.details()
         events = list(
             srv.inference.Generate(
-                pb.GenerateRequest(prompt_token_ids=pb.TokenIds(ids=[42] * 10), stopping=pb.StoppingParameters(ignore_eos=True))
+                pb.GenerateRequest(
+                    prompt_token_ids=pb.TokenIds(ids=[42] * 10), stopping=pb.StoppingParameters(ignore_eos=True)
+                )
             )
         )
         _, _, finished = check_well_formed(events)

@@ -221,7 +221,10 @@ def test_settings_flags_beat_environment_beat_defaults() -> None:
     assert "s3cr3t" not in str(s.redacted())
 
 
-@pytest.mark.parametrize(("env", "needle"), [({"SMOLRT_GRPC_PORT": "lots"}, "SMOLRT_GRPC_PORT"), ({"SMOLRT_GRPC_PORT": "70000"}, "grpc_port")])
+@pytest.mark.parametrize(
+    ("env", "needle"),
+    [({"SMOLRT_GRPC_PORT": "lots"}, "SMOLRT_GRPC_PORT"), ({"SMOLRT_GRPC_PORT": "70000"}, "grpc_port")],
+)
 def test_bad_settings_are_rejected(env: dict[str, str], needle: str) -> None:
     with pytest.raises(SmolrtError, match=needle):
         Settings.from_env(env)

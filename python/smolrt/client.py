@@ -42,8 +42,8 @@ _BY_STATUS: dict[grpc.StatusCode, type[SmolrtError]] = {
 
 
 def error_from_rpc(exc: grpc.RpcError, server: str) -> SmolrtError:
-    code: grpc.StatusCode = exc.code()  # type: ignore[attr-defined]
-    details: str = exc.details() or code.name  # type: ignore[attr-defined]
+    code: grpc.StatusCode = exc.code()
+    details: str = exc.details() or code.name
     if code == grpc.StatusCode.UNAVAILABLE and "no model" not in details:
         details = f"cannot reach smolrt at {server}: {details}"
     return _BY_STATUS.get(code, InternalError)(details)

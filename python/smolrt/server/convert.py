@@ -43,16 +43,14 @@ _SAMPLING_SCALARS = (
     "top_logprobs",
 )
 
-FINISH_REASONS: dict[str, pb.FinishReason.ValueType] = {
+FINISH_REASONS: dict[str, pb.FinishReason] = {
     "stop": pb.FINISH_REASON_STOP,
     "length": pb.FINISH_REASON_LENGTH,
     "cancelled": pb.FINISH_REASON_CANCELLED,
 }
 
 
-def params_from_proto(
-    sampling: pb.SamplingParameters | None, stopping: pb.StoppingParameters | None
-) -> dict[str, Any]:
+def params_from_proto(sampling: pb.SamplingParameters | None, stopping: pb.StoppingParameters | None) -> dict[str, Any]:
     """Engine keyword parameters for the fields that are set (unset ones keep the engine's defaults)."""
     params: dict[str, Any] = {}
     if sampling is not None:
@@ -93,7 +91,7 @@ def merge_parameters(
     if over_t is not None:
         for name in ("stop", "stop_token_ids"):
             if getattr(over_t, name):
-                stopping.ClearField(name)  # type: ignore[arg-type]
+                stopping.ClearField(name)
         stopping.MergeFrom(over_t)
     return sampling, stopping
 
@@ -130,7 +128,7 @@ def started_event(
     )
 
 
-def delta_event(seq: int, delta: Delta, channel: pb.Channel.ValueType = pb.CHANNEL_CONTENT) -> pb.Event:
+def delta_event(seq: int, delta: Delta, channel: pb.Channel = pb.CHANNEL_CONTENT) -> pb.Event:
     return pb.Event(
         seq=seq,
         delta=pb.Delta(

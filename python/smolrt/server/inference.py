@@ -91,7 +91,9 @@ class InferenceServicer(rpc.InferenceServicer):
         if kind == "prompt_token_ids":
             return list(request.prompt_token_ids.ids)
         if kind == "messages":
-            return self._chat_ids(engine, request.messages, request.enable_thinking, request.HasField("enable_thinking"))
+            return self._chat_ids(
+                engine, request.messages, request.enable_thinking, request.HasField("enable_thinking")
+            )
         raise InvalidRequestError("set one of prompt, prompt_token_ids or messages")
 
     @staticmethod

@@ -130,7 +130,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-m", "--model", help="GGUF file to serve ($SMOLRT_MODEL; default: the pulled model)")
     parser.add_argument("--host", help=f"address to bind ($SMOLRT_HOST; default {d.host})")
     parser.add_argument("--grpc-port", type=int, help=f"$SMOLRT_GRPC_PORT; default {d.grpc_port}; 0 picks a free one")
-    parser.add_argument("--kv-budget-mb", type=int, help=f"KV cache memory ($SMOLRT_KV_BUDGET_MB; default {d.kv_budget_mb})")
+    parser.add_argument(
+        "--kv-budget-mb", type=int, help=f"KV cache memory ($SMOLRT_KV_BUDGET_MB; default {d.kv_budget_mb})"
+    )
     parser.add_argument(
         "--max-batch-tokens",
         type=int,
