@@ -6,6 +6,13 @@ VENV    ?= .venv
 PY      := $(VENV)/bin/python
 PIP     := $(PY) -m pip
 PROMPT  ?= Explain in two sentences why the sky is blue.
+HOST    ?= 127.0.0.1
+PORT    ?= 50051
+# Keep in step with pyproject.toml. grpcio-tools is exact: proto-check compares its output.
+GRPC_DEPS := "grpcio>=1.85.1,<2" "protobuf>=7.35.1,<8" "grpcio-health-checking>=1.85.1,<2" \
+	"grpcio-reflection>=1.85.1,<2" "grpcio-testing>=1.85.0,<2" "grpcio-tools==1.85.1"
+PROTOC  := $(PY) -m grpc_tools.protoc -I proto
+PROTOS  := proto/smolrt/v1/smolrt.proto
 export CARGO_TERM_COLOR ?= never
 
 help: ## List the targets
@@ -14,7 +21,8 @@ help: ## List the targets
 $(VENV)/.deps: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q "maturin>=1.7,<2" "jinja2>=3.1" "pytest>=8" "pytest-timeout>=2.3" "gguf>=0.17" "numpy>=1.26"
+	$(PIP) install -q "maturin>=1.7,<2" "jinja2>=3.1" "pytest>=8" "pytest-timeout>=2.3" "gguf>=0.17" "numpy>=1.26" \
+		$(GRPC_DEPS)
 	touch $@
 
 setup: $(VENV)/.deps ## Create the virtualenv and build the extension in release mode
@@ -25,8 +33,28 @@ model: setup ## Fetch the default model (SmolLM2-135M-Instruct Q4_1) if it is mi
 	@$(PY) -c "from smolrt.models import find_default_model as f; import sys; sys.exit(0 if f() else 1)" \
 		|| $(PY) -m smolrt pull
 
-run: model ## Set up, fetch the default model, and generate a reply to PROMPT
+run: model ## Serve the default model over gRPC on HOST:PORT (until Ctrl-C)
+	@echo "smolrt serve: gRPC on $(HOST):$(PORT) with the default model; Ctrl-C stops it. Try:"
+	@echo "  grpcurl -plaintext -d '{\"messages\":{\"messages\":[{\"role\":\"user\",\"content\":\"Hi!\"}]}}' \\"
+	@echo "      $(HOST):$(PORT) smolrt.v1.Inference/Generate"
+	@echo "  $(PY) -m smolrt generate --server $(HOST):$(PORT) \"$(PROMPT)\""
+	@echo "  $(PY) -c 'import grpc; from smolrt.v1 import smolrt_pb2 as pb, smolrt_pb2_grpc as rpc; \\"
+	@echo "      stub = rpc.InferenceStub(grpc.insecure_channel(\"$(HOST):$(PORT)\")); \\"
+	@echo "      [print(e.delta.text, end=\"\", flush=True) for e in stub.Generate(pb.GenerateRequest(prompt=\"Once upon a time\"))]'"
+	$(PY) -m smolrt serve --model "$(MODEL_PATH)" --host $(HOST) --grpc-port $(PORT)
+
+generate: model ## Generate a reply to PROMPT in-process (no server)
 	$(PY) -m smolrt generate "$(PROMPT)"
+
+proto: $(VENV)/.deps ## Regenerate the Python stubs (python/smolrt/v1) from proto/
+	$(PROTOC) --python_out=python --pyi_out=python --grpc_python_out=python $(PROTOS)
+
+proto-check: $(VENV)/.deps ## Fail when the committed stubs differ from what proto/ generates
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	$(PROTOC) --python_out=$$tmp --pyi_out=$$tmp --grpc_python_out=$$tmp $(PROTOS) && \
+	for f in $$(cd $$tmp && find . -type f | sort); do \
+		diff -u "python/$$f" "$$tmp/$$f" || { echo "$$f is stale: run make proto and commit"; exit 1; }; \
+	done && echo "proto stubs are up to date"
 
 MODEL_PATH = $$($(PY) -c "from smolrt.models import find_default_model as f; print(f() or '')")
 
@@ -37,10 +65,13 @@ test: model ## Set up and run every test (cargo, then pytest)
 bench: model ## Prefill/decode tokens/s, beside llama.cpp when llama-cpp-python is installed
 	$(PY) benches/bench_engine.py
 
-lint: $(VENV)/.deps ## rustfmt, clippy -D warnings, ruff, mypy
+bench-grpc: model ## Aggregate decode tokens/s over gRPC at 1/4/8/16 streams, and gRPC ÷ in-process
+	$(PY) benches/bench_grpc.py --model "$(MODEL_PATH)"
+
+lint: $(VENV)/.deps proto-check ## proto drift, rustfmt, clippy -D warnings, ruff, mypy
 	cargo fmt --all --check
 	cargo clippy --release --workspace -- -D warnings
-	$(PIP) install -q "ruff>=0.6" "mypy>=1.11"
+	$(PIP) install -q "ruff>=0.6" "mypy>=1.11" types-grpcio types-grpcio-health-checking types-grpcio-reflection types-protobuf
 	$(VENV)/bin/ruff check python tests benches tools
 	$(VENV)/bin/mypy
 	$(PY) -m mypy.stubtest smolrt._core
@@ -48,4 +79,4 @@ lint: $(VENV)/.deps ## rustfmt, clippy -D warnings, ruff, mypy
 clean: ## Remove the virtualenv and build outputs
 	rm -rf $(VENV) target
 
-.PHONY: help setup model run test bench lint clean
+.PHONY: help setup model run generate test bench bench-grpc lint proto proto-check clean

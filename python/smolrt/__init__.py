@@ -18,6 +18,7 @@ from .errors import (
     OutOfRangeError,
     ResourceExhaustedError,
     SmolrtError,
+    UnauthenticatedError,
     UnavailableError,
 )
 from .events import Delta, Event, Finished, Timings, TokenLogprob, Usage
@@ -43,6 +44,7 @@ __all__ = [
     "SmolrtError",
     "Timings",
     "TokenLogprob",
+    "UnauthenticatedError",
     "UnavailableError",
     "Usage",
     "__version__",

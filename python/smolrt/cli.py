@@ -70,7 +70,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="feed PROMPT to the model verbatim",
     )
     gen.add_argument("--system", metavar="TEXT", help="system message (chat mode only)")
+    gen.add_argument(
+        "--server",
+        metavar="HOST:PORT",
+        help="generate on a running `smolrt serve` instead of in-process ($SMOLRT_SERVER)",
+    )
+    gen.add_argument("--api-key", help="the server's API key ($SMOLRT_API_KEY)")
     gen.set_defaults(raw=False)
+
+    serve = commands.add_parser(
+        "serve",
+        help="serve a model over gRPC (health, reflection, Inference and Sessions services)",
+        description="Flags override the SMOLRT_* environment variables named in their help.",
+    )
+    from smolrt.server.settings import add_arguments
+
+    add_arguments(serve)
     return parser
 
 
@@ -89,6 +104,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _pull(args)
         if args.command == "info":
             return _info(args)
+        if args.command == "serve":
+            return _serve(args)
+        if args.server or os.environ.get("SMOLRT_SERVER"):
+            from smolrt.client import generate_remote
+
+            return generate_remote(args, sys.stdout)
         return _generate(args)
     except SmolrtError as exc:
         print(f"error[{exc.code}]: {exc.message}", file=sys.stderr)
@@ -110,6 +131,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _pull(args: argparse.Namespace) -> int:
     path = pull(quiet=args.quiet)
     print(path)
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import asyncio
+    import logging
+
+    from smolrt.server import Settings, serve
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    settings = Settings.from_args(args)
+    asyncio.run(serve(settings))
     return 0
 
 

@@ -50,21 +50,29 @@ class CancelledError(SmolrtError):
 
 
 class FailedPreconditionError(SmolrtError):
-    """The request is valid but the target's state forbids it now (a session already busy)."""
+    """The request is well formed but the system is not in a state to run it (e.g. a session that is
+    already generating, or chat input for a model without a chat template)."""
 
     code = "failed_precondition"
 
 
 class OutOfRangeError(SmolrtError):
-    """A position outside what is kept: an event sequence number older than a bounded log."""
+    """A position past what exists, e.g. an event sequence number a log no longer or not yet holds."""
 
     code = "out_of_range"
 
 
 class UnavailableError(SmolrtError):
-    """The service cannot answer now (no model loaded, shutting down)."""
+    """The service cannot take the request now: no model loaded, or shutting down. Retrying later,
+    or elsewhere, may succeed."""
 
     code = "unavailable"
+
+
+class UnauthenticatedError(SmolrtError):
+    """The request lacks valid credentials (a server API key)."""
+
+    code = "unauthenticated"
 
 
 class InternalError(SmolrtError):
@@ -84,6 +92,7 @@ _BY_CODE: dict[str, type[SmolrtError]] = {
         FailedPreconditionError,
         OutOfRangeError,
         UnavailableError,
+        UnauthenticatedError,
         InternalError,
     )
 }
@@ -101,11 +110,15 @@ def error_for_code(code: str, message: str) -> SmolrtError:
 
 __all__ = [
     "CancelledError",
+    "FailedPreconditionError",
     "InternalError",
     "InvalidRequestError",
     "ModelLoadError",
     "NotFoundError",
+    "OutOfRangeError",
     "ResourceExhaustedError",
     "SmolrtError",
+    "UnauthenticatedError",
+    "UnavailableError",
     "error_for_code",
 ]

@@ -1,0 +1,152 @@
+"""The gRPC server: servicers, health, reflection, the API-key interceptor, and graceful shutdown.
+
+`serve(settings)` is what `smolrt serve` runs. `start(settings, engine)` builds and starts a server
+and returns a handle, for tests and embedding (it binds `settings.grpc_port`; 0 picks a free port).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from dataclasses import dataclass, field
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio
+from grpc_reflection.v1alpha import reflection
+
+from ..engine import Engine
+from ..errors import UnavailableError
+from ..models import find_default_model
+from ..v1 import smolrt_pb2 as pb
+from ..v1 import smolrt_pb2_grpc as rpc
+from .auth import ApiKeyInterceptor
+from .inference import InferenceServicer
+from .sessions import SessionsServicer
+from .settings import NO_MODEL_MESSAGE, Settings
+
+__all__ = ["RunningServer", "SERVICE_NAMES", "load_engine", "serve", "start"]
+
+log = logging.getLogger("smolrt.server")
+
+INFERENCE = pb.DESCRIPTOR.services_by_name["Inference"].full_name
+SESSIONS = pb.DESCRIPTOR.services_by_name["Sessions"].full_name
+SERVICE_NAMES = (INFERENCE, SESSIONS)
+
+
+def load_engine(settings: Settings) -> Engine | None:
+    """The engine for `settings.model`, else the pulled default model, else None (serve without one).
+
+    A model that is named but cannot be loaded raises ModelLoadError: a typo in a path should stop
+    the server, not leave it up and answering UNAVAILABLE.
+    """
+    path = settings.model or find_default_model()
+    if path is None:
+        return None
+    return Engine.load(
+        path,
+        kv_budget_mb=settings.kv_budget_mb,
+        max_batch_tokens=settings.max_batch_tokens,
+        max_sequences=settings.max_sequences,
+    )
+
+
+@dataclass
+class RunningServer:
+    server: grpc.aio.Server
+    port: int
+    settings: Settings
+    engine: Engine | None
+    health: health_aio.HealthServicer
+    inference: InferenceServicer
+    sessions: SessionsServicer
+    owns_engine: bool = False
+    _stopped: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def address(self) -> str:
+        return f"{self.settings.host}:{self.port}"
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Refuse new calls at once; let in-flight ones finish within `grace` seconds, then cancel them."""
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(self.settings.grace_s if grace is None else grace)
+        await self.sessions.close()
+        if self.owns_engine and self.engine is not None:
+            await asyncio.to_thread(self.engine.close)
+
+    async def wait_stopped(self) -> None:
+        await self._stopped.wait()
+        await self.server.wait_for_termination()
+
+
+async def start(settings: Settings, engine: Engine | None, *, owns_engine: bool = False) -> RunningServer:
+    """Build and start a server on `engine` (None: no model). Must run inside the event loop that serves."""
+    interceptors = [ApiKeyInterceptor(settings.api_key)] if settings.api_key else []
+    # so_reuseport off: a second server on a taken port must fail, not silently share it.
+    server = grpc.aio.server(interceptors=interceptors, options=[("grpc.so_reuseport", 0)])
+
+    inference = InferenceServicer(engine, settings)
+    sessions = SessionsServicer(engine, settings)
+    inference.session_count = sessions.session_count
+    rpc.add_InferenceServicer_to_server(inference, server)
+    rpc.add_SessionsServicer_to_server(sessions, server)
+
+    health = health_aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    serving = health_pb2.HealthCheckResponse.SERVING if engine else health_pb2.HealthCheckResponse.NOT_SERVING
+    for name in ("", *SERVICE_NAMES):
+        await health.set(name, serving)
+
+    reflection.enable_server_reflection(
+        (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+        server,
+    )
+
+    try:
+        port = server.add_insecure_port(settings.address)
+    except RuntimeError as exc:
+        raise UnavailableError(f"cannot listen on {settings.address}: {exc}") from None
+    if port == 0:
+        raise UnavailableError(f"cannot listen on {settings.address}")
+    await server.start()
+    if engine is None:
+        log.warning("smolrt serve: %s (health NOT_SERVING)", NO_MODEL_MESSAGE)
+    return RunningServer(server, port, settings, engine, health, inference, sessions, owns_engine)
+
+
+async def serve(settings: Settings) -> None:
+    """Run until SIGTERM or SIGINT, then shut down gracefully (a second signal cuts the grace short)."""
+    engine = await asyncio.to_thread(load_engine, settings)
+    running = await start(settings, engine, owns_engine=True)
+    model = engine.path if engine is not None else "no model"
+    log.info("smolrt serve: gRPC on %s (%s)", running.address, model)
+
+    loop = asyncio.get_running_loop()
+    signals = 0
+    stopping: list[asyncio.Task[None]] = []
+
+    def on_signal(signum: int) -> None:
+        nonlocal signals
+        signals += 1
+        if signals == 1:
+            log.info("smolrt serve: %s: draining for up to %gs", signal.Signals(signum).name, settings.grace_s)
+            stopping.append(loop.create_task(running.stop()))
+        else:
+            log.info("smolrt serve: second signal: cancelling in-flight calls now")
+            stopping.append(loop.create_task(running.server.stop(0)))
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal, sig)
+    try:
+        await running.wait_stopped()
+        for task in stopping:
+            await task
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+    log.info("smolrt serve: stopped")
