@@ -185,6 +185,8 @@ def greedy_case(llm: llama_cpp.Llama, question: str) -> dict:
         margins.append(round(margin, 4))
         llm.eval([token])
     text = llm.detokenize(continuation, special=True).decode("utf-8", errors="replace")
+    # What a stream shows: control tokens such as <|im_end|> print nothing.
+    shown = llm.detokenize(continuation, special=False).decode("utf-8", errors="replace")
 
     # The same tokens fed in one pass, as smolrt's teacher_forced_argmax does. llama.cpp's own
     # one-pass and token-by-token logits differ by up to ~0.6 in a top-2 margin (different
@@ -198,6 +200,7 @@ def greedy_case(llm: llama_cpp.Llama, question: str) -> dict:
         "prompt_ids": prompt_ids,
         "continuation_ids": continuation,
         "continuation_text": text,
+        "continuation_text_skip_special": shown,
         "top2_margins": margins,
         "teacher_forced_ids": [t for t, _ in forced],
         "teacher_forced_margins": [round(m, 4) for _, m in forced],
