@@ -18,6 +18,7 @@ from fixtures.grpc_server import ServerThread, check_well_formed
 from google.protobuf.descriptor_pool import DescriptorPool
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
+
 from smolrt import Engine
 from smolrt.v1 import smolrt_pb2 as pb
 from smolrt.v1 import smolrt_pb2_grpc as rpc

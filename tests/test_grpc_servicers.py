@@ -14,6 +14,7 @@ from typing import Any
 import grpc
 import grpc_testing
 import pytest
+
 import smolrt
 from smolrt.errors import SmolrtError
 from smolrt.server.convert import merge_parameters, params_from_proto
