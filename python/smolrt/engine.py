@@ -97,6 +97,10 @@ class Engine:
             return self.tokenize(prompt, add_special=True, parse_special=parse_special)
         return [int(t) for t in prompt]
 
+    def chat_prompt(self, messages: Iterable[Mapping[str, Any]], *, enable_thinking: bool | None = None) -> list[int]:
+        """The prompt token ids `chat` feeds the model for `messages`."""
+        return self._chat_ids(messages, enable_thinking)
+
     def _chat_ids(self, messages: Iterable[Mapping[str, Any]], enable_thinking: bool | None) -> list[int]:
         extra = {} if enable_thinking is None else {"enable_thinking": enable_thinking}
         text = self.render_chat(messages, **extra)
@@ -160,6 +164,10 @@ class Engine:
     def drop_session(self, session_key: int) -> bool:
         """Free the KV kept resident under `session_key`; returns whether there was any."""
         return bool(self._native.drop_session(session_key))
+
+    def cached_prefix(self, session_key: int, prompt: Sequence[int]) -> int:
+        """How many leading tokens of `prompt` a generation under `session_key` would reuse."""
+        return int(self._native.cached_prefix(session_key, list(prompt)))
 
     def resident_tokens(self, session_key: int) -> int:
         """Tokens whose KV is resident under `session_key` (0 once evicted or dropped)."""

@@ -38,6 +38,13 @@ class TurnStarted:
     turn: int
     #: The user message that opened the turn.
     content: str
+    #: Tokens the whole conversation renders to for this turn.
+    prompt_tokens: int = 0
+    #: Of those, the ones whose KV is resident (what the turn will not prefill again).
+    cached_tokens: int = 0
+    #: When the turn started (seconds since the epoch); part of the event, so every reader of
+    #: the log sees the same value.
+    created_at: float = field(default_factory=time.time)
     type: Literal["started"] = field(default="started", init=False)
 
 
@@ -155,13 +162,13 @@ class SessionStore:
         merged = {**session.params, **(params or {})}
         thinking = session.enable_thinking if enable_thinking is None else enable_thinking
         user = {"role": "user", "content": content}
-        generation = self._engine.achat(
-            session.history() + [user], enable_thinking=thinking, session_key=session.key, **merged
-        )
+        prompt = self._engine.chat_prompt(session.history() + [user], enable_thinking=thinking)
+        cached = self._engine.cached_prefix(session.key, prompt)
+        generation = self._engine.agenerate(prompt, session_key=session.key, **merged)
         session.messages.append(user)
         session.turns += 1
         session.updated_at = time.time()
-        started = session.log.append(TurnStarted(session.turns, content))
+        started = session.log.append(TurnStarted(session.turns, content, len(prompt), cached))
         session._generation = generation
         session._task = asyncio.get_running_loop().create_task(self._run_turn(session, generation))
         return started

@@ -83,6 +83,7 @@ class Generation(_Stream):
         self, scheduler: Scheduler, prompt: Sequence[int], params: dict[str, Any], session: int | None = None
     ):
         super().__init__(scheduler)
+        self.prompt_tokens = len(prompt)
         self._queue: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
         self._seq = scheduler.submit(prompt, params, self._queue.put, session)
 
@@ -112,6 +113,7 @@ class AsyncGeneration(_Stream):
         self, scheduler: Scheduler, prompt: Sequence[int], params: dict[str, Any], session: int | None = None
     ):
         super().__init__(scheduler)
+        self.prompt_tokens = len(prompt)
         self._loop = asyncio.get_running_loop()
         self._queue: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
         self._seq = scheduler.submit(prompt, params, self._put, session)

@@ -19,6 +19,7 @@ from grpc_reflection.v1alpha import reflection
 from ..engine import Engine
 from ..errors import UnavailableError
 from ..models import find_default_model
+from ..sessions import SessionStore
 from ..v1 import smolrt_pb2 as pb
 from ..v1 import smolrt_pb2_grpc as rpc
 from .auth import ApiKeyInterceptor
@@ -61,8 +62,11 @@ class RunningServer:
     health: health_aio.HealthServicer
     inference: InferenceServicer
     sessions: SessionsServicer
+    #: The one session store every door (gRPC, HTTP) shares; None without a model.
+    store: SessionStore | None
     owns_engine: bool = False
     _stopped: asyncio.Event = field(default_factory=asyncio.Event)
+    _background: list[asyncio.Task[None]] = field(default_factory=list)
 
     @property
     def address(self) -> str:
@@ -75,7 +79,10 @@ class RunningServer:
         self._stopped.set()
         await self.health.enter_graceful_shutdown()
         await self.server.stop(self.settings.grace_s if grace is None else grace)
-        await self.sessions.close()
+        for task in self._background:
+            task.cancel()
+        if self.store is not None:
+            await self.store.close()
         if self.owns_engine and self.engine is not None:
             await asyncio.to_thread(self.engine.close)
 
@@ -90,8 +97,13 @@ async def start(settings: Settings, engine: Engine | None, *, owns_engine: bool 
     # so_reuseport off: a second server on a taken port must fail, not silently share it.
     server = grpc.aio.server(interceptors=interceptors, options=[("grpc.so_reuseport", 0)])
 
+    store = (
+        SessionStore(engine, max_sessions=settings.max_sessions, ttl_s=settings.session_ttl_s)
+        if engine is not None
+        else None
+    )
     inference = InferenceServicer(engine, settings)
-    sessions = SessionsServicer(engine, settings)
+    sessions = SessionsServicer(store, settings)
     inference.session_count = sessions.session_count
     rpc.add_InferenceServicer_to_server(inference, server)
     rpc.add_SessionsServicer_to_server(sessions, server)
@@ -116,7 +128,10 @@ async def start(settings: Settings, engine: Engine | None, *, owns_engine: bool 
     await server.start()
     if engine is None:
         log.warning("smolrt serve: %s (health NOT_SERVING)", NO_MODEL_MESSAGE)
-    return RunningServer(server, port, settings, engine, health, inference, sessions, owns_engine)
+    running = RunningServer(server, port, settings, engine, health, inference, sessions, store, owns_engine)
+    if store is not None:
+        running._background.append(asyncio.get_running_loop().create_task(store.run_expiry()))
+    return running
 
 
 async def serve(settings: Settings) -> None:

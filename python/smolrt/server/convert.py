@@ -107,14 +107,20 @@ def messages_from_proto(messages: Iterable[pb.Message]) -> list[dict[str, str]]:
     return out
 
 
-def now_timestamp() -> Timestamp:
+def now_timestamp(at: float | None = None) -> Timestamp:
     ts = Timestamp()
-    ts.FromNanoseconds(time.time_ns())
+    ts.FromNanoseconds(time.time_ns() if at is None else int(at * 1e9))
     return ts
 
 
 def started_event(
-    seq: int, *, request_id: str, prompt_tokens: int, session_id: str = "", cached_tokens: int = 0
+    seq: int,
+    *,
+    request_id: str,
+    prompt_tokens: int,
+    session_id: str = "",
+    cached_tokens: int = 0,
+    created_at: float | None = None,
 ) -> pb.Event:
     return pb.Event(
         seq=seq,
@@ -123,18 +129,21 @@ def started_event(
             session_id=session_id,
             prompt_tokens=prompt_tokens,
             cached_tokens=cached_tokens,
-            created_at=now_timestamp(),
+            created_at=now_timestamp(created_at),
         ),
     )
 
 
-def delta_event(seq: int, delta: Delta, channel: pb.Channel = pb.CHANNEL_CONTENT) -> pb.Event:
+CHANNELS = {"content": pb.CHANNEL_CONTENT, "reasoning": pb.CHANNEL_REASONING}
+
+
+def delta_event(seq: int, delta: Delta) -> pb.Event:
     return pb.Event(
         seq=seq,
         delta=pb.Delta(
             text=delta.text,
             token_ids=delta.token_ids,
-            channel=channel,
+            channel=CHANNELS[delta.channel],
             logprobs=[
                 pb.TokenLogprob(
                     token_id=lp.token_id,

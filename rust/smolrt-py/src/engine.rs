@@ -138,6 +138,20 @@ impl PyEngine {
         detached(py, || Ok(lock(&self.engine).drop_session(session)))
     }
 
+    /// How many leading tokens of `prompt` a request under `session` would not prefill again.
+    fn cached_prefix(
+        &self,
+        py: Python<'_>,
+        session: u64,
+        prompt: Bound<'_, PyAny>,
+    ) -> PyResult<usize> {
+        let prompt = params::prompt_ids(py, &prompt)?;
+        detached(
+            py,
+            || Ok(lock(&self.engine).cached_prefix(session, &prompt)),
+        )
+    }
+
     /// Tokens of a session's conversation whose KV is resident (0 once evicted).
     fn resident_tokens(&self, py: Python<'_>, session: u64) -> PyResult<usize> {
         detached(py, || Ok(lock(&self.engine).resident_tokens(session)))

@@ -155,7 +155,7 @@ impl Engine {
     /// with what is cached, and prefill only the rest. At least one prompt token is always fed,
     /// since its logits are needed to sample the first new token.
     fn resume(&mut self, seq: &mut Sequence, mut resident: resident::Resident) {
-        let keep = common_prefix(&resident.tokens, &seq.tokens).min(seq.prompt_len() - 1);
+        let keep = reusable(&resident.tokens, &seq.tokens[..seq.prompt_len()]);
         self.pool.truncate(&mut resident.kv, keep);
         seq.kv = resident.kv;
         seq.fed = keep;
@@ -185,6 +185,13 @@ impl Engine {
     /// Forget a session's resident KV. Returns whether there was any.
     pub fn drop_session(&mut self, key: SessionKey) -> bool {
         self.resident.drop_key(key, &mut self.pool)
+    }
+
+    /// How many leading tokens of `prompt` a request under `key` would not prefill again.
+    pub fn cached_prefix(&self, key: SessionKey, prompt: &[u32]) -> usize {
+        self.resident
+            .tokens(key)
+            .map_or(0, |resident| reusable(resident, prompt))
     }
 
     /// Tokens of a session's conversation whose KV is resident (0 after eviction).
@@ -345,4 +352,10 @@ impl Engine {
             .ok_or_else(|| Error::internal("forward returned no rows"))?;
         Ok(logits.chunks(vocab).map(sequence::argmax).collect())
     }
+}
+
+/// The resident prefix a prompt can reuse: what both share, less at least one prompt token,
+/// since the last prompt token must be fed to get the logits for the first new one.
+fn reusable(resident: &[u32], prompt: &[u32]) -> usize {
+    common_prefix(resident, prompt).min(prompt.len().saturating_sub(1))
 }

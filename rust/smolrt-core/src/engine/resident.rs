@@ -41,6 +41,11 @@ impl ResidentStore {
         );
     }
 
+    /// The tokens whose KV `key` holds, if any.
+    pub fn tokens(&self, key: SessionKey) -> Option<&[u32]> {
+        self.map.get(&key).map(|r| r.tokens.as_slice())
+    }
+
     /// Tokens resident for `key` (0 when nothing is cached).
     pub fn resident_tokens(&self, key: SessionKey) -> usize {
         self.map.get(&key).map_or(0, |r| r.kv.len())
