@@ -41,7 +41,7 @@ pytest.importorskip("gguf")
 from conftest import default_model_path  # noqa: E402
 from fixtures import smollm3_gguf  # noqa: E402
 
-from smolrt import Delta, Engine  # noqa: E402
+from smolrt import Delta, Engine, InvalidRequestError  # noqa: E402
 
 GOLDEN_DIR = Path(__file__).parent / "golden"
 
@@ -108,10 +108,10 @@ def _differences(ref: dict[str, Any], engine: Engine, prompt: dict[str, Any]) ->
     column = {t: i for i, t in enumerate(ids)}
     ours = engine.teacher_forced_logits(prompt["ids"], ids)
     out = []
-    for row, pos in zip(ours, prompt["positions"]):
+    for row, pos in zip(ours, prompt["positions"], strict=True):
         want = pos["subset_logits"] + pos["top_logits"]
         got = row[: len(ref["subset_ids"])] + [row[column[t]] for t in pos["top_ids"]]
-        out.append([g - w for g, w in zip(got, want)])
+        out.append([g - w for g, w in zip(got, want, strict=True)])
     return out
 
 
@@ -132,7 +132,7 @@ def test_argmax_matches_llama_cpp(case) -> None:
     variant, ref, engine = case
     for p in ref["prompts"]:
         ours = engine.teacher_forced_argmax(p["ids"])
-        for i, (got, pos) in enumerate(zip(ours, p["positions"])):
+        for i, (got, pos) in enumerate(zip(ours, p["positions"], strict=True)):
             if got == pos["argmax"]:
                 continue
             margin = pos["top_logits"][0] - pos["top_logits"][1]
@@ -150,7 +150,7 @@ def test_greedy_continuation_matches_llama_cpp(case) -> None:
         assert len(got) == len(want)
         if got == want:
             continue
-        first = next(i for i, (a, b) in enumerate(zip(got, want)) if a != b)
+        first = next(i for i, (a, b) in enumerate(zip(got, want, strict=True)) if a != b)
         margin = p["continuation_margins"][first]
         assert _near_tie(variant, margin) and not variant.startswith("f32"), (
             f"{variant}: continuation differs at step {first}: {got} vs llama.cpp {want} (its margin {margin:.3g})"
@@ -169,9 +169,22 @@ def test_rope_on_every_layer_does_not_match(tmp_path: Path, tokenizer_model: Pat
         argmax_differs = sum(
             got != pos["argmax"]
             for p in ref["prompts"]
-            for got, pos in zip(engine.teacher_forced_argmax(p["ids"]), p["positions"])
+            for got, pos in zip(engine.teacher_forced_argmax(p["ids"]), p["positions"], strict=True)
         )
     rms = math.sqrt(sum(d * d for d in diffs) / len(diffs))
     positions = sum(len(p["ids"]) for p in ref["prompts"])
     assert rms > 100 * TOLERANCE[variant][1] and max(abs(d) for d in diffs) > 1.0
     assert argmax_differs >= positions // 10, f"only {argmax_differs} of {positions} argmaxes moved"
+
+
+@pytest.mark.parametrize("case", ["f32_tied"], indirect=True)
+def test_teacher_forced_logits_agree_with_argmax(case) -> None:
+    _, ref, engine = case
+    ids = ref["prompts"][0]["ids"][:6]
+    vocab = engine.info["vocab_size"]
+    rows = engine.teacher_forced_logits(ids, list(range(vocab)))
+    assert [max(range(vocab), key=row.__getitem__) for row in rows] == engine.teacher_forced_argmax(ids)
+    # Order follows the request, duplicates included.
+    assert engine.teacher_forced_logits(ids, [7, 3, 7])[2] == [rows[2][7], rows[2][3], rows[2][7]]
+    with pytest.raises(InvalidRequestError, match="outside the vocabulary"):
+        engine.teacher_forced_logits(ids, [vocab])

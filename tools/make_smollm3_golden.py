@@ -32,7 +32,11 @@ sys.path.insert(0, str(REPO / "tests"))
 from fixtures import smollm3_gguf  # noqa: E402
 
 PROMPTS = [
-    ("The old lighthouse keeper climbed the spiral stairs every evening, counting each step, until the lamp was lit.", False),
+    (
+        "The old lighthouse keeper climbed the spiral stairs every evening, counting each step, "
+        "until the lamp was lit.",
+        False,
+    ),
     (
         "def fibonacci(n):\n    a, b = 0, 1\n    for _ in range(n):\n        a, b = b, a + b\n    return a\n\n"
         "print(fibonacci(10))",
