@@ -157,7 +157,7 @@ def main() -> None:
             }
             dest = args.out / f"smollm3_{name}.json"
             dest.write_text(json.dumps(golden, separators=(",", ":")) + "\n")
-            print(f"{dest.relative_to(REPO)}: {dest.stat().st_size} bytes, sha256 {golden['sha256'][:16]}…")
+            print(f"{dest}: {dest.stat().st_size} bytes, sha256 {golden['sha256'][:16]}…")
 
 
 if __name__ == "__main__":
