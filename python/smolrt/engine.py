@@ -184,6 +184,10 @@ class Engine:
         """The model's argmax after each position of `ids`, fed in one pass (for checking)."""
         return list(self._native.teacher_forced_argmax(list(ids)))
 
+    def teacher_forced_logits(self, ids: Sequence[int], token_ids: Sequence[int]) -> list[list[float]]:
+        """Logits of the entries `token_ids` after each position of `ids`, fed in one pass (for checking)."""
+        return [list(row) for row in self._native.teacher_forced_logits(list(ids), list(token_ids))]
+
     def close(self) -> None:
         """Cancel every running generation and stop the scheduler thread."""
         self._scheduler.close()

@@ -187,4 +187,17 @@ impl PyEngine {
         let ids = params::prompt_ids(py, &ids)?;
         detached(py, || lock(&self.engine).teacher_forced_argmax(&ids))
     }
+
+    /// Logits of the vocabulary entries `token_ids` after each position of `ids` (teacher
+    /// forcing): `[len(ids)][len(token_ids)]`.
+    fn teacher_forced_logits(
+        &self,
+        py: Python<'_>,
+        ids: Bound<'_, PyAny>,
+        token_ids: Bound<'_, PyAny>,
+    ) -> PyResult<Vec<Vec<f32>>> {
+        let ids = params::prompt_ids(py, &ids)?;
+        let pick = params::token_ids(py, "token_ids", &token_ids)?;
+        detached(py, || lock(&self.engine).teacher_forced_logits(&ids, &pick))
+    }
 }

@@ -145,7 +145,7 @@ fn strings(py: Python<'_>, key: &str, v: &Bound<'_, PyAny>) -> PyResult<Vec<Stri
         .map_err(|_| invalid_request(py, format!("{key} must be a string or a list of strings")))
 }
 
-fn token_ids(py: Python<'_>, key: &str, v: &Bound<'_, PyAny>) -> PyResult<Vec<u32>> {
+pub(crate) fn token_ids(py: Python<'_>, key: &str, v: &Bound<'_, PyAny>) -> PyResult<Vec<u32>> {
     let ids: Vec<i64> = v
         .extract()
         .map_err(|_| invalid_request(py, format!("{key} must be a list of integers")))?;

@@ -323,6 +323,30 @@ impl Engine {
     /// Teacher forcing: feed `tokens` through the model in one pass (on a scratch KV sequence)
     /// and return the argmax after each position. Used to check logits against a reference.
     pub fn teacher_forced_argmax(&mut self, tokens: &[u32]) -> Result<Vec<u32>> {
+        let vocab = self.config.vocab_size;
+        let logits = self.teacher_forced(tokens)?;
+        Ok(logits.chunks(vocab).map(sequence::argmax).collect())
+    }
+
+    /// Teacher forcing like `teacher_forced_argmax`, returning after each position the logits of
+    /// the vocabulary entries `pick` (in that order): a reference comparison needs the values, and
+    /// a chosen subset keeps the copy small where the full row would be vocab-sized.
+    pub fn teacher_forced_logits(&mut self, tokens: &[u32], pick: &[u32]) -> Result<Vec<Vec<f32>>> {
+        let vocab = self.config.vocab_size;
+        if let Some(&bad) = pick.iter().find(|&&t| t as usize >= vocab) {
+            return Err(Error::invalid_request(format!(
+                "token id {bad} is outside the vocabulary"
+            )));
+        }
+        let logits = self.teacher_forced(tokens)?;
+        Ok(logits
+            .chunks(vocab)
+            .map(|row| pick.iter().map(|&t| row[t as usize]).collect())
+            .collect())
+    }
+
+    /// Every position's logits, `[tokens.len() * vocab]` row-major, from one forward pass.
+    fn teacher_forced(&mut self, tokens: &[u32]) -> Result<Vec<f32>> {
         if tokens.is_empty() || tokens.len() > self.config.context_length {
             return Err(Error::invalid_request(format!(
                 "teacher forcing needs 1..={} tokens, got {}",
@@ -347,10 +371,9 @@ impl Engine {
             self.model.forward(&mut self.pool, &mut items)
         };
         self.pool.release(&mut kv);
-        let logits = result?
+        result?
             .pop()
-            .ok_or_else(|| Error::internal("forward returned no rows"))?;
-        Ok(logits.chunks(vocab).map(sequence::argmax).collect())
+            .ok_or_else(|| Error::internal("forward returned no rows"))
     }
 }
 
