@@ -21,7 +21,7 @@ help: ## List the targets
 $(VENV)/.deps: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q "maturin>=1.7,<2" "jinja2>=3.1" "pytest>=8" "pytest-timeout>=2.3" "gguf>=0.17" "numpy>=1.26" \
+	$(PIP) install -q "maturin>=1.7,<2" "jinja2>=3.1" "pytest>=8" "pytest-timeout>=2.3" "gguf==0.19.0" "numpy>=2.2,<3" \
 		$(GRPC_DEPS)
 	touch $@
 
