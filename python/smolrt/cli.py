@@ -78,6 +78,20 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--api-key", help="the server's API key ($SMOLRT_API_KEY)")
     gen.set_defaults(raw=False)
 
+    chat = commands.add_parser(
+        "chat",
+        help="a conversation in the terminal that keeps its session (/reset, /system, /exit)",
+    )
+    chat.add_argument("-m", "--model", help="path to a .gguf file (in-process mode)")
+    chat.add_argument("--max-tokens", type=int, default=512, help="per reply; default: 512")
+    chat.add_argument("--temperature", type=float, default=0.7, help="default: 0.7")
+    chat.add_argument("--top-p", type=float)
+    chat.add_argument("--top-k", type=int)
+    chat.add_argument("--seed", type=int)
+    chat.add_argument("--system", metavar="TEXT", help="system message")
+    chat.add_argument("--server", metavar="HOST:PORT", help="chat with a running `smolrt serve` ($SMOLRT_SERVER)")
+    chat.add_argument("--api-key", help="the server's API key ($SMOLRT_API_KEY)")
+
     serve = commands.add_parser(
         "serve",
         help="serve a model over gRPC (health, reflection, Inference and Sessions services)",
@@ -106,6 +120,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _info(args)
         if args.command == "serve":
             return _serve(args)
+        if args.command == "chat":
+            return _chat(args)
         if args.server or os.environ.get("SMOLRT_SERVER"):
             from smolrt.client import generate_remote
 
@@ -245,6 +261,26 @@ def format_info(info: dict[str, Any], path: Path | str) -> str:
     ]
     width = max(len(label) for label, _ in rows)
     return "\n".join(f"{label:<{width}}  {value}" for label, value in rows)
+
+
+def _chat(args: argparse.Namespace) -> int:
+    from smolrt.chat_repl import LocalChat, RemoteChat, run_repl
+
+    params: dict[str, Any] = {"max_tokens": args.max_tokens, "temperature": args.temperature}
+    for name in ("top_p", "top_k", "seed"):
+        value = getattr(args, name)
+        if value is not None:
+            params[name] = value
+    server = args.server or os.environ.get("SMOLRT_SERVER")
+    backend: Any
+    if server:
+        api_key = args.api_key or os.environ.get("SMOLRT_API_KEY")
+        backend = RemoteChat(server, api_key, params, args.system)
+    else:
+        from smolrt import Engine
+
+        backend = LocalChat(Engine.load(str(resolve_model(args.model))), params, args.system)
+    return run_repl(backend, sys.stdin, sys.stdout, args.system)
 
 
 def _generate(args: argparse.Namespace) -> int:
