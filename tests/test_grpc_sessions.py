@@ -143,3 +143,24 @@ def test_unknown_session_and_bad_parameters(stub: rpc.SessionsStub) -> None:
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     listed = stub.ListSessions(pb.ListSessionsRequest())
     assert s.id in [x.id for x in listed.sessions]
+
+
+def test_update_session_switches_thinking_and_system_prompt(stub: rpc.SessionsStub) -> None:
+    s = stub.CreateSession(pb.CreateSessionRequest(sampling=GREEDY, stopping=SHORT))
+    assert not s.enable_thinking
+    first = turn(stub, s.id, "Name a fruit.")
+    updated = stub.UpdateSession(
+        pb.UpdateSessionRequest(session_id=s.id, enable_thinking=True, system_prompt="Be terse.")
+    )
+    assert updated.enable_thinking and updated.system_prompt == "Be terse."
+    assert updated.sampling.temperature == 0  # untouched defaults stay
+    second = turn(stub, s.id, "Another?")
+    # A new system prompt changes the conversation right after the system header
+    # ("<|im_start|>system\n", 3 tokens): only that much can be reused.
+    assert second[-1].finished.usage.cached_tokens == 3
+    assert second[-1].finished.usage.prompt_tokens > first[-1].finished.usage.prompt_tokens
+    got = stub.GetSession(pb.GetSessionRequest(session_id=s.id))
+    assert got.messages[0].role == "system" and got.messages[0].content == "Be terse."
+    with pytest.raises(grpc.RpcError) as info:
+        stub.UpdateSession(pb.UpdateSessionRequest(session_id="nope", enable_thinking=True))
+    assert info.value.code() == grpc.StatusCode.NOT_FOUND

@@ -142,6 +142,29 @@ class SessionStore:
     def list(self) -> list[Session]:
         return sorted(self._sessions.values(), key=lambda s: s.created_at)
 
+    _UNSET: Any = object()
+
+    def update(
+        self,
+        session_id: str,
+        *,
+        system_prompt: Any = _UNSET,
+        enable_thinking: Any = _UNSET,
+        params: dict[str, Any] | None = None,
+    ) -> Session:
+        """Change settings for the next turns; arguments left out stay as they are. The running
+        turn, if any, is not affected. The next turn re-renders the conversation with the new
+        settings and the KV cache reuses whatever prefix still matches."""
+        session = self.get(session_id)
+        if system_prompt is not SessionStore._UNSET:
+            session.system_prompt = system_prompt or None
+        if enable_thinking is not SessionStore._UNSET:
+            session.enable_thinking = enable_thinking
+        if params is not None:
+            session.params = dict(params)
+        session.updated_at = time.time()
+        return session
+
     def resident_tokens(self, session: Session) -> int:
         return self._engine.resident_tokens(session.key)
 

@@ -126,6 +126,25 @@ class SessionsServicer(rpc.SessionsServicer):
         )
 
     @unary_errors
+    async def UpdateSession(self, request: pb.UpdateSessionRequest, context: Ctx) -> pb.Session:
+        store = self._require()
+        session = store.get(request.session_id)
+        changes: dict[str, Any] = {}
+        if request.HasField("system_prompt"):
+            changes["system_prompt"] = request.system_prompt
+        if request.HasField("enable_thinking"):
+            changes["enable_thinking"] = request.enable_thinking
+        if request.HasField("sampling") or request.HasField("stopping"):
+            old_sampling, old_stopping = self._defaults.get(
+                session.id, (pb.SamplingParameters(), pb.StoppingParameters())
+            )
+            sampling = request.sampling if request.HasField("sampling") else old_sampling
+            stopping = request.stopping if request.HasField("stopping") else old_stopping
+            changes["params"] = convert.params_from_proto(sampling, stopping)
+            self._defaults[session.id] = (sampling, stopping)
+        return self._to_proto(store.update(session.id, **changes), with_messages=False)
+
+    @unary_errors
     async def DeleteSession(self, request: pb.DeleteSessionRequest, context: Ctx) -> pb.DeleteSessionResponse:
         await self._require().delete(request.session_id)
         self._defaults.pop(request.session_id, None)

@@ -428,6 +428,20 @@ class ListSessionsResponse(_message.Message):
     next_page_token: str
     def __init__(self, sessions: _Optional[_Iterable[_Union[Session, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
+class UpdateSessionRequest(_message.Message):
+    __slots__ = ("session_id", "system_prompt", "enable_thinking", "sampling", "stopping")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    SYSTEM_PROMPT_FIELD_NUMBER: _ClassVar[int]
+    ENABLE_THINKING_FIELD_NUMBER: _ClassVar[int]
+    SAMPLING_FIELD_NUMBER: _ClassVar[int]
+    STOPPING_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    system_prompt: str
+    enable_thinking: bool
+    sampling: SamplingParameters
+    stopping: StoppingParameters
+    def __init__(self, session_id: _Optional[str] = ..., system_prompt: _Optional[str] = ..., enable_thinking: _Optional[bool] = ..., sampling: _Optional[_Union[SamplingParameters, _Mapping]] = ..., stopping: _Optional[_Union[StoppingParameters, _Mapping]] = ...) -> None: ...
+
 class DeleteSessionRequest(_message.Message):
     __slots__ = ("session_id",)
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]

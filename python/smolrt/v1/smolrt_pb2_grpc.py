@@ -365,6 +365,11 @@ class SessionsStub:
                 request_serializer=smolrt_dot_v1_dot_smolrt__pb2.DeleteSessionRequest.SerializeToString,
                 response_deserializer=smolrt_dot_v1_dot_smolrt__pb2.DeleteSessionResponse.FromString,
                 _registered_method=True)
+        self.UpdateSession = channel.unary_unary(
+                '/smolrt.v1.Sessions/UpdateSession',
+                request_serializer=smolrt_dot_v1_dot_smolrt__pb2.UpdateSessionRequest.SerializeToString,
+                response_deserializer=smolrt_dot_v1_dot_smolrt__pb2.Session.FromString,
+                _registered_method=True)
         self.SendMessage = channel.unary_stream(
                 '/smolrt.v1.Sessions/SendMessage',
                 request_serializer=smolrt_dot_v1_dot_smolrt__pb2.SendMessageRequest.SerializeToString,
@@ -417,6 +422,14 @@ class SessionsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateSession(self, request, context):
+        """Change a session's settings for its next turns (not a turn that is running): the thinking
+        switch, the system prompt, default sampling and stopping. Returns the updated session.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def SendMessage(self, request, context):
         """Appends a user turn and streams the assistant's turn (also appended to the transcript when it
         finishes; a cancelled turn keeps the text produced so far). FAILED_PRECONDITION while the
@@ -464,6 +477,11 @@ def add_SessionsServicer_to_server(servicer, server):
                     servicer.DeleteSession,
                     request_deserializer=smolrt_dot_v1_dot_smolrt__pb2.DeleteSessionRequest.FromString,
                     response_serializer=smolrt_dot_v1_dot_smolrt__pb2.DeleteSessionResponse.SerializeToString,
+            ),
+            'UpdateSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateSession,
+                    request_deserializer=smolrt_dot_v1_dot_smolrt__pb2.UpdateSessionRequest.FromString,
+                    response_serializer=smolrt_dot_v1_dot_smolrt__pb2.Session.SerializeToString,
             ),
             'SendMessage': grpc.unary_stream_rpc_method_handler(
                     servicer.SendMessage,
@@ -593,6 +611,33 @@ class Sessions:
             '/smolrt.v1.Sessions/DeleteSession',
             smolrt_dot_v1_dot_smolrt__pb2.DeleteSessionRequest.SerializeToString,
             smolrt_dot_v1_dot_smolrt__pb2.DeleteSessionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/smolrt.v1.Sessions/UpdateSession',
+            smolrt_dot_v1_dot_smolrt__pb2.UpdateSessionRequest.SerializeToString,
+            smolrt_dot_v1_dot_smolrt__pb2.Session.FromString,
             options,
             channel_credentials,
             insecure,
