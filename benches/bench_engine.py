@@ -1,17 +1,29 @@
-"""Prefill and decode tokens/s: smolrt beside llama.cpp, same file, same thread count, one run.
+"""Every performance figure of issue 6 in one table: smolrt beside llama.cpp and the memory
+bandwidth limit, same file, same thread count, one run.
 
-    python benches/bench_engine.py [--model PATH] [--threads N] [--repeats 3]
+    python benches/bench_engine.py [--model PATH] [--threads N] [--repeats 3] [--no-grpc]
 
-llama.cpp is measured when `llama-cpp-python` is importable (it is kept out of CI: it takes
-~15 minutes to build). Each figure is the best of `--repeats` runs; ratios are smolrt ÷ llama.cpp.
+Rows: single-stream decode (128 tokens after a short prompt), prefill of a 512-token prompt,
+aggregate decode of 8 concurrent generations through the scheduler, decode as a share of the
+bandwidth limit, single-stream gRPC ÷ in-process (benches/bench_grpc.py in a subprocess), and
+resident memory after `Engine.load` with an empty KV pool (a fresh subprocess).
+
+The bandwidth limit is read bandwidth (numpy max over 512 MB split across `--threads` threads,
+best of 5) ÷ the weight bytes one decode step reads (every tensor, the embedding table only when
+it doubles as the output projection). llama.cpp is measured when `llama-cpp-python` is
+importable (kept out of CI: it takes ~15 minutes to build). Each figure is the best of
+`--repeats` runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 PROSE = (
@@ -23,22 +35,76 @@ PROSE = (
 )
 
 
-def rss_mb() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
+def read_bandwidth_gbs(threads: int, mb: int = 512, repeats: int = 5) -> float:
+    """Best-of-N read bandwidth of `threads` threads each taking the max of its share of a buffer
+    far larger than the caches (numpy releases the GIL inside the reduction)."""
+    import numpy as np
+
+    buf = np.ones(mb * 1024 * 1024 // 4, dtype=np.float32)
+    parts = np.array_split(buf, threads)
+    best = float("inf")
+    for _ in range(repeats):
+        workers = [threading.Thread(target=np.max, args=(p,)) for p in parts]
+        t0 = time.perf_counter()
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        best = min(best, time.perf_counter() - t0)
+    return buf.nbytes / best / 1e9
 
 
-def bench_smolrt(model: Path, prompt_ids: list[int], short_ids: list[int], n_decode: int, repeats: int):
+def bytes_per_token(model: Path) -> int:
+    """Weight bytes one decode step reads: every tensor, except an embedding table that only
+    serves lookups (one row per token) because the model has its own output matrix."""
+    from gguf import GGUFReader
+
+    tensors = {t.name: int(t.n_bytes) for t in GGUFReader(model).tensors}
+    total = sum(tensors.values())
+    if "output.weight" in tensors:
+        total -= tensors.get("token_embd.weight", 0)
+    return total
+
+
+def rss_after_load(model: Path, threads: int) -> dict:
+    """VmRSS of a fresh process after `Engine.load` (default KV budget, nothing generated)."""
+    code = (
+        "import sys, smolrt\n"
+        "def rss():\n"
+        "    for l in open('/proc/self/status'):\n"
+        "        if l.startswith('VmRSS:'): return int(l.split()[1]) / 1024\n"
+        "before = rss()\n"
+        "e = smolrt.Engine.load(sys.argv[1])\n"
+        "print(before, rss())\n"
+        "e.close()\n"
+    )
+    env = dict(os.environ, RAYON_NUM_THREADS=str(threads))
+    out = subprocess.run([sys.executable, "-c", code, str(model)], capture_output=True, text=True,
+                         env=env, check=True).stdout.split()
+    return {"before": float(out[0]), "after": float(out[1])}
+
+
+def grpc_ratio(model: Path, threads: int, n_decode: int, repeats: int) -> float | None:
+    """Single-stream decode tokens/s over gRPC ÷ in-process, from benches/bench_grpc.py."""
+    script = Path(__file__).with_name("bench_grpc.py")
+    env = dict(os.environ, RAYON_NUM_THREADS=str(threads))
+    run = subprocess.run([sys.executable, str(script), "--model", str(model), "--streams", "1",
+                          "--tokens", str(n_decode), "--repeats", str(repeats)],
+                         capture_output=True, text=True, env=env)
+    for line in run.stdout.splitlines():
+        if line.startswith("single-stream") and "ratio" in line:
+            return float(line.rsplit("ratio", 1)[1])
+    print(f"bench_grpc.py gave no ratio: {run.stderr[-500:]}", file=sys.stderr)
+    return None
+
+
+def bench_smolrt(model: Path, prompt_ids: list[int], short_ids: list[int], n_decode: int, repeats: int,
+                 streams: int):
     from smolrt import Engine, Finished, cpu_features
 
-    rss0 = rss_mb()
     t0 = time.perf_counter()
     engine = Engine.load(model)
     load_s = time.perf_counter() - t0
-    rss_loaded = rss_mb()
 
     def run(ids: list[int], max_tokens: int) -> Finished:
         gen = engine.generate(ids, max_tokens=max_tokens, temperature=0, ignore_eos=True)
@@ -49,12 +115,23 @@ def bench_smolrt(model: Path, prompt_ids: list[int], short_ids: list[int], n_dec
     run(short_ids, 4)  # warm-up: first-touch of weights, thread pools
     prefill = max(len(prompt_ids) / run(prompt_ids, 1).timings.prefill_s for _ in range(repeats))
     decode = max(run(short_ids, n_decode).timings.decode_tokens_per_s for _ in range(repeats))
+
+    def aggregate_once() -> float:
+        # Each stream's own prompt (a different last token), so no two are the same request.
+        prompts = [short_ids[:-1] + [short_ids[-1] + i] for i in range(streams)]
+        t0 = time.perf_counter()
+        with ThreadPoolExecutor(streams) as pool:
+            done = list(pool.map(lambda ids: run(ids, n_decode), prompts))
+        wall = time.perf_counter() - t0
+        return sum(f.usage.completion_tokens for f in done) / wall
+
+    aggregate = max(aggregate_once() for _ in range(repeats))
     engine.close()
     return {
         "prefill": prefill,
         "decode": decode,
+        "aggregate": aggregate,
         "load_s": load_s,
-        "rss_mb": rss_loaded - rss0,
         "kernels": ",".join(cpu_features()) or "scalar",
     }
 
@@ -90,6 +167,7 @@ def bench_llama_cpp(model: Path, prompt_ids: list[int], short_ids: list[int], n_
         "prefill": max(prefill_once() for _ in range(repeats)),
         "decode": max(decode_once() for _ in range(repeats)),
         "version": llama_cpp.__version__,
+        "system_info": llama_cpp.llama_print_system_info().decode().strip(),
     }
 
 
@@ -100,6 +178,8 @@ def main() -> int:
     ap.add_argument("--prompt-tokens", type=int, default=512)
     ap.add_argument("--decode-tokens", type=int, default=128)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--streams", type=int, default=8, help="concurrent generations for the aggregate")
+    ap.add_argument("--no-grpc", action="store_true", help="skip the gRPC ÷ in-process row")
     args = ap.parse_args()
 
     # candle sizes its thread pools from RAYON_NUM_THREADS: set it before the engine starts.
@@ -116,23 +196,47 @@ def main() -> int:
         print(f"prompt too short: {len(long_ids)} tokens", file=sys.stderr)
         return 1
 
-    ours = bench_smolrt(model, long_ids, short_ids, args.decode_tokens, args.repeats)
+    ours = bench_smolrt(model, long_ids, short_ids, args.decode_tokens, args.repeats, args.streams)
     ref = bench_llama_cpp(model, long_ids, short_ids, args.decode_tokens, args.repeats, args.threads)
+    bandwidth = read_bandwidth_gbs(args.threads)
+    per_token = bytes_per_token(model)
+    limit = bandwidth * 1e9 / per_token
+    rss = rss_after_load(model, args.threads)
+    ratio_grpc = None if args.no_grpc else grpc_ratio(model, args.threads, args.decode_tokens, args.repeats)
+    file_mb = model.stat().st_size / 2**20
 
-    print(f"model: {model.name} ({model.stat().st_size / 1e6:.0f} MB), threads: {args.threads}, "
-          f"smolrt kernels: {ours['kernels']}, load: {ours['load_s'] * 1000:.0f} ms, "
-          f"RSS after load: +{ours['rss_mb']:.0f} MB")
-    print(f"{'figure':<34}{'smolrt':>10}{'llama.cpp':>12}{'ratio':>8}")
+    print(f"model: {model.name} ({file_mb:.0f} MiB), threads: {args.threads}, smolrt kernels: "
+          f"{ours['kernels']}, load: {ours['load_s'] * 1000:.0f} ms")
+    print(f"bandwidth limit: {bandwidth:.1f} GB/s read / {per_token / 1e6:.1f} MB per token = "
+          f"{limit:.0f} tok/s")
+    na = "n/a"
+
+    def f(v: float | None, fmt: str = ".1f") -> str:
+        return na if v is None else format(v, fmt)
+
+    theirs = (lambda k: ref[k]) if ref else (lambda k: None)
     rows = [
-        (f"prefill tok/s ({args.prompt_tokens}-token prompt)", "prefill"),
-        (f"decode tok/s ({args.decode_tokens} tokens)", "decode"),
+        (f"decode tok/s, 1 stream, {args.decode_tokens} tokens", f(ours["decode"]), f(theirs("decode")),
+         f(limit, ".0f"), f(ours["decode"] / ref["decode"], ".2f") + "x vs llama.cpp" if ref else na,
+         ">= 1.5x llama.cpp"),
+        (f"prefill tok/s, {args.prompt_tokens}-token prompt", f(ours["prefill"]), f(theirs("prefill")), "",
+         f(ours["prefill"] / ref["prefill"], ".2f") + "x vs llama.cpp" if ref else na, ">= 2x llama.cpp"),
+        (f"aggregate decode tok/s, {args.streams} streams", f(ours["aggregate"]), "", "",
+         f(ours["aggregate"] / ours["decode"], ".2f") + "x 1 stream", ">= 4x 1 stream"),
+        ("decode share of bandwidth limit", f(100 * ours["decode"] / limit, ".0f") + "%",
+         f(100 * ref["decode"] / limit, ".0f") + "%" if ref else na, "100%", "", "> 50%"),
+        ("1-stream tok/s gRPC / in-process", f(ratio_grpc, ".3f"), "", "", "", ">= 0.97"),
+        ("RSS after load, empty KV pool, MiB", f(rss["after"], ".0f"), "", "",
+         f"file + {rss['after'] - file_mb:.0f}", f"<= file + 150 = {file_mb + 150:.0f}"),
     ]
-    for label, key in rows:
-        theirs = f"{ref[key]:>12.1f}" if ref else f"{'n/a':>12}"
-        ratio = f"{ours[key] / ref[key]:>8.2f}" if ref else f"{'':>8}"
-        print(f"{label:<34}{ours[key]:>10.1f}{theirs}{ratio}")
+    header = ("figure", "smolrt", "llama.cpp", "limit", "ratio", "target")
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    for r in [header, *rows]:
+        cells = zip(r, widths, strict=True)
+        print("  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(cells)))
+    print(f"RSS: {rss['before']:.0f} MiB before load (Python + smolrt imported), {rss['after']:.0f} after")
     if ref:
-        print(f"llama.cpp: llama-cpp-python {ref['version']}")
+        print(f"llama.cpp: llama-cpp-python {ref['version']}, {ref['system_info']}")
     else:
         print("llama.cpp: not measured (pip install llama-cpp-python to compare)")
     return 0

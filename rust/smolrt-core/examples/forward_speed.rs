@@ -2,6 +2,8 @@
 //!
 //! `cargo run --release -p smolrt-core --example forward_speed [model.gguf]`
 //! (default: $SMOLRT_TEST_MODEL, else models/SmolLM2-135M-Instruct.Q4_1.gguf)
+//! `FORWARD_SPEED_ONLY=decode` (or `prefill`) runs one half, for profiling it alone;
+//! `FORWARD_SPEED_STEPS=n` sets the decode length (default 64).
 
 use std::time::Instant;
 
@@ -33,10 +35,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     drop(file);
     let mut pool = KvBlockPool::new(&cfg, 16, 256 << 20)?;
 
+    let only = std::env::var("FORWARD_SPEED_ONLY").unwrap_or_default();
+    let steps: usize = std::env::var("FORWARD_SPEED_STEPS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(64);
+
     // Prefill: one ~200-token chunk (deterministic pseudo-random ids), best of 3.
     let prompt: Vec<u32> = (0..200u32).map(|i| (i * 7919 + 13) % 49000 + 100).collect();
     let mut best_prefill = f64::MAX;
-    for _ in 0..3 {
+    for _ in 0..if only == "decode" { 0 } else { 3 } {
         let mut kv = SeqKv::default();
         pool.reserve(&mut kv, prompt.len())?;
         let t = Instant::now();
@@ -56,7 +64,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         prompt.len() as f64 / best_prefill
     );
 
-    // Decode: 64 greedy steps after a short prompt.
+    if only == "prefill" {
+        return Ok(());
+    }
+    // Decode: greedy steps after a short prompt.
     let mut kv = SeqKv::default();
     let short = [1u32, 9690, 198, 2683, 359, 253];
     pool.reserve(&mut kv, short.len())?;
@@ -66,7 +77,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         all_logits: false,
     }];
     let mut next = argmax(&model.forward(&mut pool, &mut items)?[0]);
-    let steps = 64;
     let t = Instant::now();
     for _ in 0..steps {
         pool.reserve(&mut kv, 1)?;

@@ -1,24 +1,35 @@
 //! Token embeddings looked up straight from the quantized table: only the rows of the tokens in
-//! the batch are dequantized (candle's `QTensor::embedding` runs the type's `to_float` on each
-//! row's blocks), so the table stays at its quantized size in memory.
+//! the batch are dequantized, so the table stays at its quantized size in memory (and, when the
+//! embeddings are tied, is the very matrix the output projection multiplies with).
 
 use std::sync::Arc;
 
 use candle_core::quantized::QTensor;
 use candle_core::{Device, Tensor};
 
+use super::q8_0::Q8_0Matrix;
 use crate::{Error, Result};
 
+/// The table in whichever form its type is kept: our Q8_0 blocks, or a candle tensor (whose
+/// `embedding` runs the type's `to_float` on each row's blocks).
+pub(crate) enum Table {
+    Q8_0(Arc<Q8_0Matrix>),
+    Candle(Arc<QTensor>),
+}
+
 pub(crate) struct Embedding {
-    table: Arc<QTensor>,
+    table: Table,
     vocab: usize,
     n_embd: usize,
 }
 
 impl Embedding {
     /// `table` has shape `[vocab, n_embd]`.
-    pub(crate) fn new(table: Arc<QTensor>, vocab: usize, n_embd: usize) -> Result<Self> {
-        let dims = table.shape().dims();
+    pub(crate) fn new(table: Table, vocab: usize, n_embd: usize) -> Result<Self> {
+        let dims = match &table {
+            Table::Q8_0(m) => vec![m.n_out(), m.n_in()],
+            Table::Candle(t) => t.shape().dims().to_vec(),
+        };
         if dims != [vocab, n_embd] {
             return Err(Error::model_load(format!(
                 "token_embd.weight has shape {dims:?}, expected [{vocab}, {n_embd}]"
@@ -32,7 +43,7 @@ impl Embedding {
     }
 
     /// The table itself, shared with the output projection when embeddings are tied.
-    pub(crate) fn table(&self) -> &Arc<QTensor> {
+    pub(crate) fn table(&self) -> &Table {
         &self.table
     }
 
@@ -50,8 +61,19 @@ impl Embedding {
                 "embedding output buffer has the wrong size",
             ));
         }
+        let table = match &self.table {
+            Table::Q8_0(m) => {
+                for (&t, row) in tokens.iter().zip(out.chunks_exact_mut(self.n_embd)) {
+                    if !m.dequantize_row(t as usize, row) {
+                        return Err(Error::internal("embedding row out of range"));
+                    }
+                }
+                return Ok(());
+            }
+            Table::Candle(t) => t,
+        };
         let ids = Tensor::from_slice(tokens, tokens.len(), &Device::Cpu)?;
-        let rows = self.table.embedding(&ids)?.flatten_all()?;
+        let rows = table.embedding(&ids)?.flatten_all()?;
         let (storage, layout) = rows.storage_and_layout();
         let candle_core::Storage::Cpu(cpu) = &*storage else {
             return Err(Error::internal("embedding rows are not on the CPU"));

@@ -11,6 +11,7 @@ use candle_core::quantized::{ggml_file::qtensor_from_ggml, GgmlDType, QTensor};
 use candle_core::{CpuStorage, CustomOp1, Device, Layout};
 
 use super::q4_1::Q4_1Matrix;
+use super::q8_0::Q8_0Matrix;
 use crate::gguf::GgufFile;
 use crate::{Error, Result};
 
@@ -20,10 +21,13 @@ struct Part {
     n_out: usize,
 }
 
-/// Who multiplies: candle's quantized kernels, or ours for the types candle leaves scalar.
+/// Who multiplies: ours for the types we have kernels for (candle leaves Q4_1 scalar, and its
+/// Q8_0 path is noisier than ggml's), candle's quantized kernels for the rest.
 enum Kernel {
     Candle(Arc<QTensor>),
     Q4_1(Q4_1Matrix),
+    /// Shared: the tied output projection is the embedding table.
+    Q8_0(Arc<Q8_0Matrix>),
 }
 
 impl Kernel {
@@ -32,6 +36,7 @@ impl Kernel {
         match self {
             Kernel::Candle(w) => candle_matmul(w, x, rows, n_in),
             Kernel::Q4_1(w) => Ok(w.matmul(x, rows)),
+            Kernel::Q8_0(w) => Ok(w.matmul(x, rows)),
         }
     }
 }
@@ -61,6 +66,19 @@ impl Linear {
         })
     }
 
+    /// Wraps a Q8_0 matrix already parsed for something else (the tied embedding table).
+    pub(crate) fn from_q8_0(weight: Arc<Q8_0Matrix>) -> Self {
+        let (n_out, n_in) = (weight.n_out(), weight.n_in());
+        Self {
+            parts: vec![Part {
+                weight: Kernel::Q8_0(weight),
+                n_out,
+            }],
+            n_in,
+            n_out,
+        }
+    }
+
     /// Loads the named matrices, each expected as `[n_out_i, n_in]` (ggml dims `[n_in, n_out_i]`),
     /// fused into one when they share a quantized type.
     pub(crate) fn load(file: &GgufFile, parts: &[(&str, usize)], n_in: usize) -> Result<Self> {
@@ -83,32 +101,21 @@ impl Linear {
             && infos.iter().all(|i| Some(i.dtype) == dtype)
             && dtype.is_some_and(is_block_quantized);
         let parts = match dtype {
-            Some(GgmlDType::Q4_1) if fusable => {
-                let bytes: Vec<u8> = infos
-                    .iter()
-                    .flat_map(|i| file.tensor_data(i))
-                    .copied()
-                    .collect();
-                vec![Part {
-                    weight: Kernel::Q4_1(Q4_1Matrix::from_bytes(&bytes, n_out, n_in)?),
-                    n_out,
-                }]
-            }
             Some(dtype) if fusable => {
                 let datas: Vec<&[u8]> = infos.iter().map(|i| file.tensor_data(i)).collect();
-                vec![Part {
-                    weight: Kernel::Candle(Arc::new(stack_rows(dtype, &datas, n_out, n_in)?)),
-                    n_out,
-                }]
+                let weight = match ours(dtype, &datas.concat(), n_out, n_in)? {
+                    Some(kernel) => kernel,
+                    None => Kernel::Candle(Arc::new(stack_rows(dtype, &datas, n_out, n_in)?)),
+                };
+                vec![Part { weight, n_out }]
             }
             _ => {
                 let mut loaded = Vec::with_capacity(parts.len());
                 for (&(name, part_out), info) in parts.iter().zip(&infos) {
-                    let weight = if info.dtype == GgmlDType::Q4_1 {
-                        let data = file.tensor_data(info);
-                        Kernel::Q4_1(Q4_1Matrix::from_bytes(data, part_out, n_in)?)
-                    } else {
-                        Kernel::Candle(Arc::new(file.qtensor(name)?))
+                    let data = file.tensor_data(info);
+                    let weight = match ours(info.dtype, data, part_out, n_in)? {
+                        Some(kernel) => kernel,
+                        None => Kernel::Candle(Arc::new(file.qtensor(name)?)),
                     };
                     loaded.push(Part {
                         weight,
@@ -174,6 +181,17 @@ fn candle_matmul(weight: &QTensor, x: &mut Vec<f32>, rows: usize, n_in: usize) -
             "quantized matmul returned a non-f32 result",
         )),
     }
+}
+
+/// Our kernel for `dtype`, when we have one.
+fn ours(dtype: GgmlDType, data: &[u8], n_out: usize, n_in: usize) -> Result<Option<Kernel>> {
+    Ok(match dtype {
+        GgmlDType::Q4_1 => Some(Kernel::Q4_1(Q4_1Matrix::from_bytes(data, n_out, n_in)?)),
+        GgmlDType::Q8_0 => Some(Kernel::Q8_0(Arc::new(Q8_0Matrix::from_bytes(
+            data, n_out, n_in,
+        )?))),
+        _ => None,
+    })
 }
 
 fn is_block_quantized(dtype: GgmlDType) -> bool {

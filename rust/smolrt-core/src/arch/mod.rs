@@ -1,14 +1,23 @@
 //! The forward pass of llama-family models over a paged KV cache.
 //!
-//! Matmuls go through candle's quantized kernels on the whole batch at once; everything between
+//! Matmuls run on the whole batch at once, through our integer kernels for Q4_1 and Q8_0 and
+//! candle's quantized kernels for other types; everything between
 //! them (norms, rope, attention, SwiGLU) is plain Rust over f32 slices.
 
+mod act_blocks;
 mod attention;
 mod embedding;
 mod linear;
 mod llama;
 mod ops;
 mod q4_1;
+mod q8_0;
+mod qmatrix;
+mod simd;
 mod weights;
 
+#[cfg(test)]
+mod kernel_tests;
+
 pub use llama::{BatchItem, Model};
+pub use simd::kernel_features;

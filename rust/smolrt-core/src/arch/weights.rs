@@ -4,10 +4,11 @@ use std::sync::Arc;
 
 use candle_core::Device;
 
-use super::embedding::Embedding;
+use super::embedding::{Embedding, Table};
 use super::linear::Linear;
+use super::q8_0::Q8_0Matrix;
 use crate::config::ModelConfig;
-use crate::gguf::GgufFile;
+use crate::gguf::{GgmlDType, GgufFile};
 use crate::{Error, Result};
 
 pub(crate) struct LayerWeights {
@@ -32,8 +33,7 @@ impl Weights {
     pub(crate) fn load(file: &GgufFile, cfg: &ModelConfig) -> Result<Self> {
         let q_dim = cfg.n_head * cfg.head_dim;
         let kv_dim = cfg.n_head_kv * cfg.head_dim;
-        let table = Arc::new(file.qtensor("token_embd.weight")?);
-        let embedding = Embedding::new(table, cfg.vocab_size, cfg.n_embd)?;
+        let embedding = Embedding::new(embedding_table(file)?, cfg.vocab_size, cfg.n_embd)?;
         let mut layers = Vec::with_capacity(cfg.n_layer);
         for il in 0..cfg.n_layer {
             let name = |t: &str| format!("blk.{il}.{t}.weight");
@@ -49,7 +49,10 @@ impl Weights {
             });
         }
         let output = if cfg.tied_embeddings {
-            Linear::from_qtensor(embedding.table().clone())?
+            match embedding.table() {
+                Table::Q8_0(m) => Linear::from_q8_0(m.clone()),
+                Table::Candle(t) => Linear::from_qtensor(t.clone())?,
+            }
         } else {
             Linear::load(file, &[("output.weight", cfg.vocab_size)], cfg.n_embd)?
         };
@@ -59,6 +62,23 @@ impl Weights {
             output_norm: norm(file, "output_norm.weight", cfg.n_embd)?,
             output,
         })
+    }
+}
+
+/// The token table, in our Q8_0 form when it is Q8_0 (so the tied output projection runs on
+/// our kernel), else as a candle tensor.
+fn embedding_table(file: &GgufFile) -> Result<Table> {
+    let name = "token_embd.weight";
+    let info = file
+        .tensor_info(name)
+        .ok_or_else(|| Error::model_load(format!("missing tensor {name}")))?;
+    match (info.dtype, info.dims.as_slice()) {
+        (GgmlDType::Q8_0, &[n_in, n_out]) => Ok(Table::Q8_0(Arc::new(Q8_0Matrix::from_bytes(
+            file.tensor_data(info),
+            n_out,
+            n_in,
+        )?))),
+        _ => Ok(Table::Candle(Arc::new(file.qtensor(name)?))),
     }
 }
 

@@ -52,6 +52,7 @@ impl Engine {
         let config = ModelConfig::from_gguf(&file)?;
         let tokenizer = Arc::new(crate::tokenizer::from_gguf(&file)?);
         let model = Model::load(&file, &config)?;
+        file.release_mapped_pages();
         let pool = KvBlockPool::new(&config, options.kv_block_size, options.kv_budget_bytes)?;
         Ok(Self {
             file,

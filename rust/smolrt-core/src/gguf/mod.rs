@@ -71,6 +71,19 @@ impl GgufFile {
         })
     }
 
+    /// Drops the mapped pages from this process's resident set. Loading copies every weight out
+    /// of the mapping, which leaves a second, file-backed copy of the model counted in RSS for as
+    /// long as the file stays open; the pages come back from the page cache if read again.
+    pub(crate) fn release_mapped_pages(&self) {
+        #[cfg(unix)]
+        if let Bytes::Mapped(map) = &self.bytes {
+            // SAFETY: the mapping is read-only and file-backed, so MADV_DONTNEED discards nothing
+            // but the process's references to clean pages; later reads fault them back in from
+            // the file. A failure only means the pages stay resident.
+            let _ = unsafe { map.unchecked_advise(memmap2::UncheckedAdvice::DontNeed) };
+        }
+    }
+
     /// The same validation as [`GgufFile::open`], on bytes already in memory.
     pub fn from_bytes(bytes: Vec<u8>) -> Result<Self> {
         Self::parse(Bytes::Owned(bytes))

@@ -1,0 +1,191 @@
+//! The integer kernels against the gguf package's numpy (de)quantizers (an implementation
+//! independent of ours; see tools/make_kernel_fixture.py), on random blocks and edge values.
+
+use half::f16;
+
+use super::act_blocks::{quantize_rows, ActBlock, QK};
+use super::q4_1::{self, Q4_1Block, Q4_1Matrix};
+use super::q8_0::{self, Q8_0Block, Q8_0Matrix};
+use super::qmatrix::{QMatrix, WeightBlock};
+
+const FIXTURE: &str = include_str!("testdata/kernel_blocks.txt");
+
+fn hex_bytes(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+fn hex_f32s<'a>(words: impl Iterator<Item = &'a str>) -> Vec<f32> {
+    words
+        .map(|w| f32::from_bits(u32::from_str_radix(w, 16).unwrap()))
+        .collect()
+}
+
+/// (block bytes, gguf's dequantized values) for every fixture line of `kind`.
+fn blocks(kind: &str) -> Vec<(Vec<u8>, Vec<f32>)> {
+    FIXTURE
+        .lines()
+        .filter_map(|l| l.strip_prefix(kind)?.strip_prefix(' '))
+        .map(|rest| {
+            let mut words = rest.split_whitespace();
+            let bytes = hex_bytes(words.next().unwrap());
+            (bytes, hex_f32s(words))
+        })
+        .collect()
+}
+
+/// (activation values, gguf's Q8_0 block of them).
+fn activations() -> Vec<(Vec<f32>, Vec<u8>)> {
+    FIXTURE
+        .lines()
+        .filter_map(|l| l.strip_prefix("act "))
+        .map(|rest| {
+            let words: Vec<&str> = rest.split_whitespace().collect();
+            (hex_f32s(words[..QK].iter().copied()), hex_bytes(words[QK]))
+        })
+        .collect()
+}
+
+fn check_dequantize<B: WeightBlock>(kind: &str) {
+    let fixture = blocks(kind);
+    assert!(
+        fixture.len() > 40,
+        "fixture has {} {kind} blocks",
+        fixture.len()
+    );
+    for (bytes, want) in &fixture {
+        let mut got = [0f32; QK];
+        B::parse(bytes).dequantize(&mut got);
+        let (g, w): (Vec<u32>, Vec<u32>) = (
+            got.iter().map(|v| v.to_bits()).collect(),
+            want.iter().map(|v| v.to_bits()).collect(),
+        );
+        assert_eq!(g, w, "{kind} block {}", hex(bytes));
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+#[test]
+fn dequantizers_match_gguf_bit_for_bit() {
+    check_dequantize::<Q4_1Block>("q4_1");
+    check_dequantize::<Q8_0Block>("q8_0");
+}
+
+/// gguf rounds half away from zero (ggml's reference C), we round half to even (ggml's x86
+/// path): the quants may differ only where x/d sits exactly on a .5 tie.
+#[test]
+fn activation_quantizer_matches_gguf_q8_0() {
+    let acts = activations();
+    assert!(acts.len() >= 30);
+    for (x, want) in &acts {
+        let got = &quantize_rows(x, QK)[0];
+        let d = f16::from_le_bytes([want[0], want[1]]);
+        assert_eq!(got.d.to_bits(), d.to_f32().to_bits(), "scale of {x:?}");
+        let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let id = if amax == 0.0 {
+            0.0
+        } else {
+            1.0 / (amax / 127.0)
+        };
+        for j in 0..QK {
+            let (g, w) = (got.qs[j], want[2 + j] as i8);
+            let tie = ((x[j] * id).abs().fract() - 0.5).abs() < 1e-6;
+            assert!(
+                g == w || (tie && (g as i32 - w as i32).abs() == 1),
+                "{j}: {g} vs {w}"
+            );
+        }
+        let sum: i32 = got.qs.iter().map(|&q| q as i32).sum();
+        assert_eq!(got.s, f16::from_f32(sum as f32 * (amax / 127.0)).to_f32());
+    }
+}
+
+/// Builds `n_out` rows of `bpr` blocks from the fixture (cycling through it) and checks the
+/// matmul against f64 dot products of gguf's dequantized weights with the dequantized activation
+/// blocks; then that every kernel shape gives each (row, column) the same bits.
+fn check_matmul<B: WeightBlock>(kind: &str, scalar: fn(&[B], &[ActBlock]) -> f32, has_min: bool) {
+    let fixture = blocks(kind);
+    let acts = activations();
+    let (bpr, n_out) = (3, 13);
+    let n_in = bpr * QK;
+    let mut bytes = Vec::new();
+    let mut weights = Vec::new();
+    let mut mins = Vec::new();
+    for i in 0..n_out * bpr {
+        let (b, v) = &fixture[(i * 7) % fixture.len()];
+        bytes.extend_from_slice(b);
+        weights.extend_from_slice(v);
+        mins.push(f16::from_le_bytes([b[2], b[3]]).to_f32() as f64);
+    }
+    let m = QMatrix::<B>::from_bytes(&bytes, n_out, n_in).unwrap();
+    let rows = acts.len() / bpr;
+    let x: Vec<f32> = acts[..rows * bpr]
+        .iter()
+        .flat_map(|(v, _)| v.clone())
+        .collect();
+    let y = m.matmul(&x, rows);
+    let qa = quantize_rows(&x, n_in);
+    for r in 0..rows {
+        for o in 0..n_out {
+            let (mut want, mut bound) = (0f64, 0f64);
+            for b in 0..bpr {
+                let a = &qa[r * bpr + b];
+                let w = &weights[(o * bpr + b) * QK..(o * bpr + b + 1) * QK];
+                let mut qsum = 0f64;
+                for (&wj, &qj) in w.iter().zip(&a.qs) {
+                    let term = wj as f64 * (a.d as f64 * qj as f64);
+                    want += term;
+                    bound += term.abs() * 1e-6;
+                    qsum += qj as f64;
+                }
+                if has_min {
+                    // the kernel uses s = f16(d·Σq): relative rounding 2^-11 times the min term
+                    bound += (mins[o * bpr + b] * a.d as f64 * qsum).abs() * 1e-3;
+                }
+            }
+            let got = y[r * n_out + o] as f64;
+            assert!(
+                (got - want).abs() <= bound + 1e-30,
+                "{kind} ({r},{o}): {got} vs {want}, bound {bound}"
+            );
+            let s = scalar(
+                &m.blocks()[o * bpr..(o + 1) * bpr],
+                &qa[r * bpr..(r + 1) * bpr],
+            );
+            assert!(
+                (s as f64 - want).abs() <= 2.0 * bound + 1e-30,
+                "scalar {s} vs {want}"
+            );
+        }
+        // batch invariance: a row alone gives the bits it got inside the batch
+        let alone = m.matmul(&x[r * n_in..(r + 1) * n_in], 1);
+        assert_eq!(alone, &y[r * n_out..(r + 1) * n_out], "{kind} row {r}");
+    }
+    for split in [2, 5, 6] {
+        let part = m.matmul(&x[..split * n_in], split);
+        assert_eq!(part, &y[..split * n_out], "{kind} first {split} rows");
+    }
+}
+
+#[test]
+fn q4_1_matmul_matches_gguf_dequantized_reference() {
+    check_matmul::<Q4_1Block>("q4_1", q4_1::dot_scalar, true);
+}
+
+#[test]
+fn q8_0_matmul_matches_gguf_dequantized_reference() {
+    check_matmul::<Q8_0Block>("q8_0", q8_0::dot_scalar, false);
+}
+
+#[test]
+fn rejects_wrong_sizes() {
+    assert!(Q4_1Matrix::from_bytes(&[0; 40], 1, 48).is_err());
+    assert!(Q4_1Matrix::from_bytes(&[0; 39], 1, 64).is_err());
+    assert!(Q8_0Matrix::from_bytes(&[0; 67], 1, 64).is_err());
+    assert!(Q8_0Matrix::from_bytes(&[0; 68], 1, 64).is_ok());
+}
