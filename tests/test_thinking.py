@@ -99,3 +99,13 @@ def test_models_without_think_tokens_never_split(tmp_path: Path) -> None:
     with Engine.load(write_tiny_llama(tmp_path / "plain.gguf")) as eng:
         deltas, fin = split(list(eng.generate("<think>x", max_tokens=4, temperature=0, ignore_eos=True)))
         assert {d.channel for d in deltas} == {"content"} and fin.usage.reasoning_tokens == 0
+
+
+def test_reasoning_reaches_the_wire(thinker: Engine) -> None:
+    from smolrt.server import convert
+    from smolrt.v1 import smolrt_pb2 as pb
+
+    deltas, fin = split(list(thinker.chat(USER, enable_thinking=True, **STAY_THINKING)))
+    wire = convert.finished_event(9, fin).finished.usage
+    assert wire.reasoning_tokens == 8 and wire.content_tokens == 0
+    assert convert.delta_event(1, deltas[0]).delta.channel == pb.CHANNEL_REASONING

@@ -168,6 +168,8 @@ def finished_event(seq: int, finished: Finished, *, cached_tokens: int = 0) -> p
                 completion_tokens=usage.completion_tokens,
                 cached_tokens=cached_tokens or usage.cached_tokens,
                 total_tokens=usage.total_tokens,
+                reasoning_tokens=usage.reasoning_tokens,
+                content_tokens=usage.content_tokens,
             ),
             timings=pb.Timings(
                 queued_ms=t.queued_s * 1000.0,
