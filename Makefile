@@ -11,6 +11,8 @@ PORT    ?= 50051
 # Keep in step with pyproject.toml. grpcio-tools is exact: proto-check compares its output.
 GRPC_DEPS := "grpcio>=1.85.1,<2" "protobuf>=7.35.1,<8" "grpcio-health-checking>=1.85.1,<2" \
 	"grpcio-reflection>=1.85.1,<2" "grpcio-testing>=1.85.0,<2" "grpcio-tools==1.85.1"
+HTTP_DEPS := "fastapi>=0.115,<1" "uvicorn>=0.30,<1" "prometheus-client>=0.20,<1"
+TEST_DEPS := "httpx>=0.27,<1" "selenium>=4.20,<5"
 PROTOC  := $(PY) -m grpc_tools.protoc -I proto
 PROTOS  := proto/smolrt/v1/smolrt.proto
 export CARGO_TERM_COLOR ?= never
@@ -22,7 +24,7 @@ $(VENV)/.deps: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q "maturin>=1.7,<2" "jinja2>=3.1" "pytest>=8" "pytest-timeout>=2.3" "gguf>=0.17" "numpy>=1.26" \
-		$(GRPC_DEPS)
+		$(GRPC_DEPS) $(HTTP_DEPS) $(TEST_DEPS)
 	touch $@
 
 setup: $(VENV)/.deps ## Create the virtualenv and build the extension in release mode
