@@ -191,7 +191,8 @@
       const res = await fetch("/readyz");
       const body = await res.json();
       state.ready = res.ok;
-      setBanner("model", res.ok ? null : "No model is loaded: " + (body.message || "the server cannot generate yet"));
+      const why = body.message || "no model loaded";
+      setBanner("model", res.ok ? null : why.charAt(0).toUpperCase() + why.slice(1));
       els.model.textContent = res.ok ? body.model || "" : "";
     } catch (_) {
       setBanner("model", "The server cannot be reached.");
@@ -350,6 +351,7 @@
       paint(view);
       view.box.classList.remove("streaming");
       if (view.thoughts) {
+        view.thoughts.details.open = false; // the answer is what matters now; a click shows the rest
         view.thoughts.summary.textContent = `Reasoning (${data.usage ? data.usage.reasoning_tokens : "?"} tokens)`;
       }
       const meta = document.createElement("div");
@@ -559,6 +561,8 @@
     const id = location.hash.slice(1);
     if (id && id !== state.current) openSession(id);
   });
+
+  if (window.matchMedia("(max-width: 720px)").matches) els.input.placeholder = "Message";
 
   async function start() {
     await checkReady();

@@ -17,7 +17,7 @@ from starlette.staticfiles import StaticFiles
 from ...engine import Engine
 from ...sessions import SessionStore, TurnStarted
 from ..settings import Settings
-from . import ops, openai, sessions_routes
+from . import openai, ops, sessions_routes
 from .auth import ApiKeyMiddleware
 from .door import Door
 from .errors import install_error_handlers

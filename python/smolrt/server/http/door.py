@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import Request
+from fastapi import Depends, Request
 
 from ...engine import Engine
 from ...errors import InvalidRequestError, UnavailableError
@@ -16,7 +16,7 @@ from ...sessions import SessionStore
 from ..settings import NO_MODEL_MESSAGE, Settings
 from .metrics import Metrics
 
-__all__ = ["Door", "door"]
+__all__ = ["Door", "DoorDep", "door"]
 
 
 @dataclass
@@ -76,3 +76,7 @@ def door(request: Request) -> Door:
     """FastAPI dependency: the app's Door."""
     found: Door = request.app.state.door
     return found
+
+
+#: Route parameter type: `d: DoorDep` gives a route the app's Door.
+DoorDep = Annotated[Door, Depends(door)]

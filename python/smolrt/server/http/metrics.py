@@ -31,7 +31,9 @@ class Metrics:
             registry=self.registry,
         )
         self.prompt_tokens = Counter(
-            "smolrt_prompt_tokens", "Prompt tokens of finished generations (cached ones included)", registry=self.registry
+            "smolrt_prompt_tokens",
+            "Prompt tokens of finished generations (cached ones included)",
+            registry=self.registry,
         )
         self.cached_tokens = Counter(
             "smolrt_cached_prompt_tokens", "Prompt tokens served from resident KV", registry=self.registry
@@ -102,6 +104,8 @@ class _Gauges(Collector):
             "smolrt_queued_requests", "Admitted requests that have not produced a token yet", value=self._queued()
         )
         yield GaugeMetricFamily("smolrt_kv_blocks_in_use", "KV cache blocks in use", value=kv.get("blocks_in_use", 0))
-        yield GaugeMetricFamily("smolrt_kv_blocks_total", "KV cache blocks in the pool", value=kv.get("blocks_total", 0))
+        yield GaugeMetricFamily(
+            "smolrt_kv_blocks_total", "KV cache blocks in the pool", value=kv.get("blocks_total", 0)
+        )
         sessions = len(self._store.list()) if self._store is not None else 0
         yield GaugeMetricFamily("smolrt_sessions", "Live chat sessions", value=sessions)

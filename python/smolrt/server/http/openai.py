@@ -15,14 +15,14 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from starlette.responses import StreamingResponse
 
 from ...engine import Engine
 from ...errors import FailedPreconditionError, InternalError, NotFoundError
 from ...events import Delta, Finished, TokenLogprob
 from ...stream import AsyncGeneration
-from .door import Door, door
+from .door import Door, DoorDep
 from .errors import error_body
 from .openai_models import ChatCompletionRequest, CompletionRequest
 from .sse import HEADERS
@@ -158,7 +158,7 @@ def _start(d: Door, engine: Engine, prompt: list[int], params: dict[str, Any]) -
 
 
 @router.post("/chat/completions", summary="Chat completion (OpenAI-compatible)", response_model=None)
-async def chat_completions(body: ChatCompletionRequest, d: Door = Depends(door)) -> dict[str, Any] | StreamingResponse:
+async def chat_completions(body: ChatCompletionRequest, d: DoorDep) -> dict[str, Any] | StreamingResponse:
     body.check()
     model = _check_model(d, body.model)
     engine = d.require_engine()
@@ -213,7 +213,7 @@ async def chat_completions(body: ChatCompletionRequest, d: Door = Depends(door))
 
 
 @router.post("/completions", summary="Text completion (OpenAI-compatible)", response_model=None)
-async def completions(body: CompletionRequest, d: Door = Depends(door)) -> dict[str, Any] | StreamingResponse:
+async def completions(body: CompletionRequest, d: DoorDep) -> dict[str, Any] | StreamingResponse:
     body.check()
     model = _check_model(d, body.model)
     engine = d.require_engine()
@@ -270,11 +270,11 @@ def _model_card(d: Door) -> dict[str, Any]:
 
 
 @router.get("/models", summary="The served model (OpenAI-compatible)")
-async def list_models(d: Door = Depends(door)) -> dict[str, Any]:
+async def list_models(d: DoorDep) -> dict[str, Any]:
     return {"object": "list", "data": [_model_card(d)] if d.engine is not None else []}
 
 
 @router.get("/models/{model_id}", summary="One model (OpenAI-compatible)")
-async def get_model(model_id: str, d: Door = Depends(door)) -> dict[str, Any]:
+async def get_model(model_id: str, d: DoorDep) -> dict[str, Any]:
     _check_model(d, model_id)
     return _model_card(d)

@@ -186,7 +186,7 @@ class ChatCompletionRequest(_Sampling):
             if getattr(self, name) not in (None, "none"):
                 raise FieldError(name, f"smolrt does not support tool calling ({name})")
         if self.modalities not in (None, ["text"]):
-            raise FieldError("modalities", "smolrt generates text only: modalities must be [\"text\"]")
+            raise FieldError("modalities", 'smolrt generates text only: modalities must be ["text"]')
         if self.response_format is not None and self.response_format.get("type") != "text":
             kind = self.response_format.get("type")
             raise FieldError("response_format", f"smolrt does not support structured output (response_format {kind!r})")
@@ -245,12 +245,17 @@ class CompletionRequest(_Sampling):
             return prompt
         if not prompt:
             raise FieldError("prompt", "prompt is empty")
-        if all(isinstance(t, int) for t in prompt):
-            return [int(t) for t in prompt]  # type: ignore[arg-type]
+        ids = [t for t in prompt if isinstance(t, int)]
+        if len(ids) == len(prompt):
+            return ids
         if len(prompt) != 1:
             raise FieldError("prompt", "smolrt takes one prompt per request, not a batch")
         only = prompt[0]
-        return only if isinstance(only, str) else [int(t) for t in only]
+        if isinstance(only, str):
+            return only
+        if isinstance(only, list):
+            return [int(t) for t in only]
+        raise FieldError("prompt", "prompt must be text, token ids, or a one-element list of either")
 
     def engine_params(self) -> dict[str, Any]:
         params = super().engine_params()

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..settings import NO_MODEL_MESSAGE
-from .door import Door, door
+from .door import DoorDep
 from .metrics import Metrics
 
 __all__ = ["RequestCounter", "router"]
@@ -21,7 +21,7 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz", summary="Readiness: a model is loaded and the server is not stopping")
-async def readyz(d: Door = Depends(door)) -> JSONResponse:
+async def readyz(d: DoorDep) -> JSONResponse:
     if d.engine is None:
         return JSONResponse({"status": "unavailable", "message": NO_MODEL_MESSAGE}, status_code=503)
     if d.stopping.is_set():
@@ -30,7 +30,7 @@ async def readyz(d: Door = Depends(door)) -> JSONResponse:
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
-async def metrics(d: Door = Depends(door)) -> Response:
+async def metrics(d: DoorDep) -> Response:
     return Response(d.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import socket
 from collections.abc import Generator
 
@@ -57,7 +58,7 @@ class HttpServer:
             lifespan="off",
             log_level="warning",
             access_log=False,
-            timeout_graceful_shutdown=max(grace_s, 0.1),
+            timeout_graceful_shutdown=math.ceil(grace_s),
             # Our SSE streams send their own keep-alive comments.
             timeout_keep_alive=30,
         )
@@ -75,7 +76,8 @@ class HttpServer:
     async def stop(self, grace: float) -> None:
         """Stop accepting; give open responses `grace` seconds (idle event streams end at once)."""
         door_of(self.app).stopping.set()
-        self._server.config.timeout_graceful_shutdown = max(grace, 0.1)
+        # Whole seconds: that is what uvicorn takes.
+        self._server.config.timeout_graceful_shutdown = math.ceil(grace)
         self._server.should_exit = True
         if self._task is not None:
             try:

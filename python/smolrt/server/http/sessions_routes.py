@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Header, Query
+from fastapi import APIRouter, Header, Query
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response, StreamingResponse
 
 from ...sessions import Session, SessionStore, TurnStarted
 from . import sse
-from .door import Door, door
+from .door import DoorDep
 from .params import Params
 
 __all__ = ["router", "session_json"]
@@ -92,7 +92,7 @@ def session_json(store: SessionStore, session: Session, *, with_messages: bool) 
 
 
 @router.post("", status_code=201, summary="Create a session")
-async def create_session(body: CreateSession, d: Door = Depends(door)) -> dict[str, Any]:
+async def create_session(body: CreateSession, d: DoorDep) -> dict[str, Any]:
     store = d.require_store()
     session = store.create(
         system_prompt=body.system_prompt or None,
@@ -104,25 +104,25 @@ async def create_session(body: CreateSession, d: Door = Depends(door)) -> dict[s
 
 
 @router.get("", summary="List sessions, oldest first")
-async def list_sessions(d: Door = Depends(door)) -> dict[str, Any]:
+async def list_sessions(d: DoorDep) -> dict[str, Any]:
     store = d.require_store()
     return {"sessions": [session_json(store, s, with_messages=False) for s in store.list()]}
 
 
 @router.get("/{session_id}", summary="A session with its transcript")
-async def get_session(session_id: str, d: Door = Depends(door)) -> dict[str, Any]:
+async def get_session(session_id: str, d: DoorDep) -> dict[str, Any]:
     store = d.require_store()
     return session_json(store, store.get(session_id), with_messages=True)
 
 
 @router.delete("/{session_id}", status_code=204, summary="Delete a session (cancels a running turn)")
-async def delete_session(session_id: str, d: Door = Depends(door)) -> Response:
+async def delete_session(session_id: str, d: DoorDep) -> Response:
     await d.require_store().delete(session_id)
     return Response(status_code=204)
 
 
 @router.post("/{session_id}/messages", status_code=202, summary="Send a user message and start the reply")
-async def send_message(session_id: str, body: SendMessage, d: Door = Depends(door)) -> TurnAccepted:
+async def send_message(session_id: str, body: SendMessage, d: DoorDep) -> TurnAccepted:
     store = d.require_store()
     params = body.params.engine_kwargs() if body.params else {}
     started = store.start_turn(session_id, body.content, params=params, enable_thinking=body.enable_thinking)
@@ -131,7 +131,7 @@ async def send_message(session_id: str, body: SendMessage, d: Door = Depends(doo
 
 
 @router.post("/{session_id}/cancel", summary="Stop the running turn")
-async def cancel_turn(session_id: str, d: Door = Depends(door)) -> Cancelled:
+async def cancel_turn(session_id: str, d: DoorDep) -> Cancelled:
     return Cancelled(cancelled=await d.require_store().cancel(session_id))
 
 
@@ -143,7 +143,7 @@ async def cancel_turn(session_id: str, d: Door = Depends(door)) -> Cancelled:
 )
 async def session_events(
     session_id: str,
-    d: Door = Depends(door),
+    d: DoorDep,
     after: int | None = Query(None, ge=0, description="Start after this sequence number (default 0: everything)"),
     last_event_id: str | None = Header(None, description="What a reconnecting EventSource sends; beats `after`"),
 ) -> StreamingResponse:
