@@ -41,7 +41,7 @@ def main() -> int:
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
-    running = asyncio.run_coroutine_threadsafe(start(Settings(grpc_port=0), engine), loop).result()
+    running = asyncio.run_coroutine_threadsafe(start(Settings(grpc_port=0, http_port=-1), engine), loop).result()
     channel = grpc.insecure_channel(f"127.0.0.1:{running.port}")
     stub = rpc.InferenceStub(channel)
     counts = [int(n) for n in args.streams.split(",")]

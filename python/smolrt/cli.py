@@ -94,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser(
         "serve",
-        help="serve a model over gRPC (health, reflection, Inference and Sessions services)",
+        help="serve a model over gRPC and HTTP (chat page, SSE, OpenAI-compatible API)",
         description="Flags override the SMOLRT_* environment variables named in their help.",
     )
     from smolrt.server.settings import add_arguments

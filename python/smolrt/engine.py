@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from . import _core
 from .errors import InvalidRequestError
+from .events import Finished
 from .models import resolve_model
 from .scheduler import Scheduler
 from .stream import AsyncGeneration, Generation
@@ -176,6 +177,14 @@ class Engine:
     def active_sequences(self) -> int:
         """Sequences the native engine holds right now (waiting, prefilling or decoding)."""
         return int(self._native.active_sequences())
+
+    def add_finished_listener(self, listener: Callable[[Finished], None]) -> None:
+        """Call `listener` with the `Finished` event of every generation on this engine, from the
+        scheduler thread (it must be quick and must not block): for server-wide metrics."""
+        self._scheduler.add_finished_listener(listener)
+
+    def remove_finished_listener(self, listener: Callable[[Finished], None]) -> None:
+        self._scheduler.remove_finished_listener(listener)
 
     def kv_stats(self) -> dict[str, int]:
         return dict(self._native.kv_stats())

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from .errors import InternalError, SmolrtError, UnavailableError
+from .events import Finished
 
 __all__ = ["Scheduler", "Sink"]
 
@@ -33,6 +34,8 @@ class Scheduler:
         self._early: dict[int, list[tuple[Any, ...]]] = {}
         self._cancels: list[int] = []
         self._closed = False
+        #: Called on this thread with every generation's Finished event (server metrics).
+        self._finished_listeners: list[Callable[[Finished], None]] = []
         self._thread = threading.Thread(target=self._run, name="smolrt-scheduler", daemon=True)
         self._thread.start()
 
@@ -60,6 +63,15 @@ class Scheduler:
             if seq in self._sinks:
                 self._cancels.append(seq)
                 self._wake.notify()
+
+    def add_finished_listener(self, listener: Callable[[Finished], None]) -> None:
+        """Call `listener` (on the scheduler thread; it must not block) with every generation's
+        Finished event, whoever started it."""
+        self._finished_listeners.append(listener)
+
+    def remove_finished_listener(self, listener: Callable[[Finished], None]) -> None:
+        if listener in self._finished_listeners:
+            self._finished_listeners.remove(listener)
 
     def active(self) -> int:
         with self._lock:
@@ -98,6 +110,8 @@ class Scheduler:
     def _dispatch(self, events: list[tuple[Any, ...]]) -> None:
         for ev in events:
             seq = ev[1]
+            if ev[0] == "finished" and self._finished_listeners:
+                self._notify_finished(ev)
             with self._lock:
                 sink = self._sinks.get(seq)
                 if sink is None:
@@ -106,6 +120,18 @@ class Scheduler:
                 if ev[0] in _FINAL:
                     del self._sinks[seq]
             sink(ev)
+
+    def _notify_finished(self, ev: tuple[Any, ...]) -> None:
+        from .stream import to_event  # stream imports this module's types
+
+        finished = to_event(ev)
+        if not isinstance(finished, Finished):
+            return
+        for listener in self._finished_listeners:
+            try:
+                listener(finished)
+            except Exception:  # noqa: BLE001 - an observer must never break the step loop
+                pass
 
     def _fail_all(self, exc: SmolrtError) -> None:
         with self._lock:

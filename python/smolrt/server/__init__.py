@@ -1,4 +1,5 @@
-"""`smolrt serve`: the gRPC server (Inference and Sessions services, health, reflection).
+"""`smolrt serve`: the gRPC server (Inference and Sessions services, health, reflection) and, beside
+it on the same loop, the HTTP door (chat page, SSE, OpenAI-compatible API: `server.http`).
 
 `Settings` is importable without grpc (the CLI builds its flags from it); the rest loads on use.
 """

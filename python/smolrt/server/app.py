@@ -1,7 +1,9 @@
-"""The gRPC server: servicers, health, reflection, the API-key interceptor, and graceful shutdown.
+"""The server: gRPC (servicers, health, reflection, the API-key interceptor) and, on the same event
+loop, the HTTP door (chat page, SSE, OpenAI-compatible API), with graceful shutdown of both.
 
 `serve(settings)` is what `smolrt serve` runs. `start(settings, engine)` builds and starts a server
-and returns a handle, for tests and embedding (it binds `settings.grpc_port`; 0 picks a free port).
+and returns a handle, for tests and embedding (it binds `settings.grpc_port` and
+`settings.http_port`; 0 picks a free port, and the handle reports the ports bound).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from ..sessions import SessionStore
 from ..v1 import smolrt_pb2 as pb
 from ..v1 import smolrt_pb2_grpc as rpc
 from .auth import ApiKeyInterceptor
+from .http import HttpServer, create_app
+from .http.app import door_of
 from .inference import InferenceServicer
 from .sessions import SessionsServicer
 from .settings import NO_MODEL_MESSAGE, Settings
@@ -65,6 +69,8 @@ class RunningServer:
     #: The one session store every door (gRPC, HTTP) shares; None without a model.
     store: SessionStore | None
     owns_engine: bool = False
+    #: The HTTP door; None when HTTP is off (`http_port` -1).
+    http: HttpServer | None = None
     _stopped: asyncio.Event = field(default_factory=asyncio.Event)
     _background: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -72,13 +78,29 @@ class RunningServer:
     def address(self) -> str:
         return f"{self.settings.host}:{self.port}"
 
+    @property
+    def http_port(self) -> int | None:
+        return self.http.port if self.http is not None else None
+
+    @property
+    def http_url(self) -> str | None:
+        if self.http is None:
+            return None
+        host = self.settings.host
+        shown = "127.0.0.1" if host in ("0.0.0.0", "") else f"[{host}]" if ":" in host else host
+        return f"http://{shown}:{self.http.port}/"
+
     async def stop(self, grace: float | None = None) -> None:
         """Refuse new calls at once; let in-flight ones finish within `grace` seconds, then cancel them."""
         if self._stopped.is_set():
             return
         self._stopped.set()
         await self.health.enter_graceful_shutdown()
-        await self.server.stop(self.settings.grace_s if grace is None else grace)
+        grace_s = self.settings.grace_s if grace is None else grace
+        stopping = [self.server.stop(grace_s)]
+        if self.http is not None:
+            stopping.append(self.http.stop(grace_s))
+        await asyncio.gather(*stopping)
         for task in self._background:
             task.cancel()
         if self.store is not None:
@@ -125,10 +147,21 @@ async def start(settings: Settings, engine: Engine | None, *, owns_engine: bool 
         raise UnavailableError(f"cannot listen on {settings.address}: {exc}") from None
     if port == 0:
         raise UnavailableError(f"cannot listen on {settings.address}")
+    http: HttpServer | None = None
+    if settings.http_enabled:
+        # Bound before gRPC starts, so a taken HTTP port leaves nothing half-started.
+        app = create_app(engine, store, settings, queued_elsewhere=inference.queued_requests)
+        try:
+            http = HttpServer(app, settings.host, settings.http_port, settings.grace_s)
+        except BaseException:
+            door_of(app).metrics.unwatch()
+            raise
     await server.start()
+    if http is not None:
+        await http.start()
     if engine is None:
         log.warning("smolrt serve: %s (health NOT_SERVING)", NO_MODEL_MESSAGE)
-    running = RunningServer(server, port, settings, engine, health, inference, sessions, store, owns_engine)
+    running = RunningServer(server, port, settings, engine, health, inference, sessions, store, owns_engine, http)
     if store is not None:
         running._background.append(asyncio.get_running_loop().create_task(store.run_expiry()))
     return running
@@ -140,6 +173,8 @@ async def serve(settings: Settings) -> None:
     running = await start(settings, engine, owns_engine=True)
     model = engine.path if engine is not None else "no model"
     log.info("smolrt serve: gRPC on %s (%s)", running.address, model)
+    if running.http_url is not None:
+        log.info("smolrt serve: HTTP on %s (chat page; OpenAI API at %sv1)", running.http_url, running.http_url)
 
     loop = asyncio.get_running_loop()
     signals = 0

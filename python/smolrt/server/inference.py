@@ -132,6 +132,10 @@ class InferenceServicer(rpc.InferenceServicer):
             raise InvalidRequestError(f"request_id {wanted!r} is already running")
         return wanted
 
+    def queued_requests(self) -> int:
+        """Generate calls admitted that have not produced a token yet."""
+        return sum(1 for r in self._running.values() if not r.started)
+
     # -- RPCs ----------------------------------------------------------------------------------
 
     async def Generate(self, request: pb.GenerateRequest, context: Ctx) -> AsyncIterator[pb.Event]:
@@ -221,7 +225,7 @@ class InferenceServicer(rpc.InferenceServicer):
     async def GetStats(self, request: pb.GetStatsRequest, context: Ctx) -> pb.Stats:
         stats = pb.Stats(
             running_requests=len(self._running),
-            queued_requests=sum(1 for r in self._running.values() if not r.started),
+            queued_requests=self.queued_requests(),
             sessions=self.session_count(),
             model_loaded=self._engine is not None,
         )

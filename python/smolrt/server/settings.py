@@ -26,6 +26,9 @@ class Settings:
     host: str = "127.0.0.1"
     #: 0 binds an ephemeral port (tests); the bound port is reported by the running server.
     grpc_port: int = 50051
+    #: The HTTP door (chat page, SSE, OpenAI-compatible API) on the same host; 0 binds an
+    #: ephemeral port, -1 turns HTTP off.
+    http_port: int = 8080
     #: Memory for the KV cache of all sequences together.
     kv_budget_mb: int = 256
     #: Most prompt tokens one engine step ingests across sequences: bounds how long running streams
@@ -48,6 +51,7 @@ class Settings:
     def __post_init__(self) -> None:
         checks: list[tuple[str, bool]] = [
             ("grpc_port", 0 <= self.grpc_port <= 65535),
+            ("http_port", -1 <= self.http_port <= 65535),
             ("kv_budget_mb", self.kv_budget_mb >= 1),
             ("max_batch_tokens", self.max_batch_tokens >= 1),
             ("max_sequences", self.max_sequences >= 1),
@@ -63,6 +67,10 @@ class Settings:
     @property
     def address(self) -> str:
         return f"{self.host}:{self.grpc_port}"
+
+    @property
+    def http_enabled(self) -> bool:
+        return self.http_port >= 0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -107,6 +115,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "host": str,
     "api_key": str,
     "grpc_port": int,
+    "http_port": int,
     "kv_budget_mb": int,
     "max_batch_tokens": int,
     "max_sequences": int,
@@ -130,6 +139,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-m", "--model", help="GGUF file to serve ($SMOLRT_MODEL; default: the pulled model)")
     parser.add_argument("--host", help=f"address to bind ($SMOLRT_HOST; default {d.host})")
     parser.add_argument("--grpc-port", type=int, help=f"$SMOLRT_GRPC_PORT; default {d.grpc_port}; 0 picks a free one")
+    parser.add_argument(
+        "--http-port",
+        type=int,
+        help=f"chat page, SSE and OpenAI-compatible API ($SMOLRT_HTTP_PORT; default {d.http_port}; "
+        "0 picks a free one, -1 turns HTTP off)",
+    )
+    parser.add_argument(
+        "--no-http", dest="http_port", action="store_const", const=-1, help="serve gRPC only (same as --http-port -1)"
+    )
     parser.add_argument(
         "--kv-budget-mb", type=int, help=f"KV cache memory ($SMOLRT_KV_BUDGET_MB; default {d.kv_budget_mb})"
     )
