@@ -234,6 +234,15 @@ def test_reasoning_block_and_no_model_banner(driver: Any, tmp_path_factory: pyte
             block.find_element(By.TAG_NAME, "summary").click()  # collapsible: open it
             assert block.get_attribute("open") is not None
             driver.save_screenshot(str(ARTIFACTS / "chat-reasoning.png"))
+            # The Think toggle switches the session off for the next turns, and a reload shows it.
+            toggle = driver.find_element(By.ID, "thinking")
+            assert toggle.is_selected()
+            toggle.click()
+            with httpx.Client(base_url=srv.http_url) as http:
+                wait_for(lambda: http.get(f"/api/sessions/{sid}").json()["enable_thinking"] is False, 10, "the PATCH")
+            driver.refresh()
+            wait_for(lambda: finished_replies(driver) == 1, 30, "the transcript after reload")
+            assert not driver.find_element(By.ID, "thinking").is_selected()
         finally:
             srv.stop()
     nomodel = ServerThread(None)

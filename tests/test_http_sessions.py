@@ -185,3 +185,18 @@ def test_quiet_stream_gets_keepalive_comments(http: httpx.Client, monkeypatch: p
             if len(comments) >= 2 or time.monotonic() > deadline:
                 break
     assert comments[:2] == [": ping", ": ping"]
+
+
+def test_update_and_toggle_thinking(http: httpx.Client) -> None:
+    sid = create(http)
+    assert http.get(f"/api/sessions/{sid}").json()["enable_thinking"] is None
+    # Unset is the template's default (on for thinking models): the first toggle turns it off.
+    assert http.post(f"/api/sessions/{sid}/toggle-thinking").json()["enable_thinking"] is False
+    assert http.post(f"/api/sessions/{sid}/toggle-thinking").json()["enable_thinking"] is True
+    got = http.patch(f"/api/sessions/{sid}", json={"system_prompt": "Be terse.", "enable_thinking": False}).json()
+    assert got["system_prompt"] == "Be terse." and got["enable_thinking"] is False
+    # Fields left out stay as they are.
+    assert http.patch(f"/api/sessions/{sid}", json={}).json()["system_prompt"] == "Be terse."
+    bad = http.patch(f"/api/sessions/{sid}", json={"bogus": 1})
+    assert bad.status_code in (400, 422) and "error" in bad.json()
+    assert http.post("/api/sessions/nope/toggle-thinking").status_code == 404

@@ -16,7 +16,7 @@
     app: $("app"), sidebar: $("sidebar"), scrim: $("scrim"), sessions: $("sessions"), newChat: $("new-chat"),
     menu: $("menu"), title: $("title"), model: $("model"), banner: $("banner"), keybox: $("keybox"),
     key: $("key"), messages: $("messages"), empty: $("empty"), composer: $("composer"), input: $("input"),
-    send: $("send"), stop: $("stop"),
+    send: $("send"), stop: $("stop"), thinking: $("thinking"),
   };
   const KEY_STORAGE = "smolrt.apiKey";
   const state = {
@@ -473,8 +473,19 @@
       messages = messages.slice(0, -1);
       after = s.running_turn_seq - 1;
     }
+    // Unset means the template's default, which is "on" for thinking models.
+    els.thinking.checked = s.enable_thinking !== false;
     renderTranscript(messages);
     follow(id, after);
+  }
+
+  async function setThinking() {
+    if (!state.current) return; // a new chat is created with the box's state
+    try {
+      await api(sessionPath(state.current), { method: "PATCH", body: { enable_thinking: els.thinking.checked } });
+    } catch (err) {
+      setBanner("error", err.message);
+    }
   }
 
   function newChat() {
@@ -506,7 +517,7 @@
     setBanner("error", null);
     try {
       if (!state.current) {
-        const s = await json("/api/sessions", { method: "POST", body: {} });
+        const s = await json("/api/sessions", { method: "POST", body: { enable_thinking: els.thinking.checked } });
         state.sessions.push(s);
         state.current = s.id;
         history.replaceState(null, "", "#" + s.id);
@@ -547,6 +558,7 @@
   });
   els.input.addEventListener("input", autosize);
   els.stop.addEventListener("click", stop);
+  els.thinking.addEventListener("change", setThinking);
   els.newChat.addEventListener("click", () => { closeDrawer(); newChat(); });
   els.menu.addEventListener("click", () => { els.app.classList.add("drawer"); els.scrim.hidden = false; });
   els.scrim.addEventListener("click", closeDrawer);

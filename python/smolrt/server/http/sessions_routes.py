@@ -46,6 +46,16 @@ class SendMessage(BaseModel):
     enable_thinking: bool | None = None
 
 
+class UpdateSession(BaseModel):
+    """Fields to change for the next turns; the ones left out stay as they are."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    system_prompt: str | None = None
+    enable_thinking: bool | None = None
+    params: Params | None = None
+
+
 class TurnAccepted(BaseModel):
     session_id: str
     turn: int
@@ -119,6 +129,26 @@ async def get_session(session_id: str, d: DoorDep) -> dict[str, Any]:
 async def delete_session(session_id: str, d: DoorDep) -> Response:
     await d.require_store().delete(session_id)
     return Response(status_code=204)
+
+
+@router.patch("/{session_id}", summary="Change the system prompt, thinking switch or defaults for the next turns")
+async def update_session(session_id: str, body: UpdateSession, d: DoorDep) -> dict[str, Any]:
+    store = d.require_store()
+    changes: dict[str, Any] = {}
+    for name in body.model_fields_set & {"system_prompt", "enable_thinking"}:
+        changes[name] = getattr(body, name)
+    if body.params is not None:
+        changes["params"] = body.params.engine_kwargs()
+    return session_json(store, store.update(session_id, **changes), with_messages=True)
+
+
+@router.post("/{session_id}/toggle-thinking", summary="Flip the session's thinking switch for the next turns")
+async def toggle_thinking(session_id: str, d: DoorDep) -> dict[str, Any]:
+    store = d.require_store()
+    current = store.get(session_id).enable_thinking
+    # Unset means the chat template's default, which for thinking models (SmolLM3, Qwen3) is on.
+    enabled = True if current is None else current
+    return session_json(store, store.update(session_id, enable_thinking=not enabled), with_messages=False)
 
 
 @router.post("/{session_id}/messages", status_code=202, summary="Send a user message and start the reply")
