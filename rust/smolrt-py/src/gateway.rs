@@ -30,25 +30,11 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
     format!("a bug in smolrt's native code (panic: {what}); please report it")
 }
 
-/// SIMD features this build and this CPU use, so benchmarks can say which kernels ran.
+/// The SIMD kernels this build compiled in (the core's own list; empty means scalar code), so
+/// benchmarks can say which kernels ran.
 #[pyfunction]
 pub fn cpu_features() -> Vec<&'static str> {
-    let mut found = Vec::new();
-    #[cfg(target_arch = "x86_64")]
-    {
-        if cfg!(target_feature = "avx2") && std::is_x86_feature_detected!("avx2") {
-            found.push("avx2");
-        }
-        if cfg!(target_feature = "fma") && std::is_x86_feature_detected!("fma") {
-            found.push("fma");
-        }
-        if cfg!(target_feature = "f16c") && std::is_x86_feature_detected!("f16c") {
-            found.push("f16c");
-        }
-    }
-    #[cfg(target_arch = "aarch64")]
-    found.push("neon");
-    found
+    smolrt_core::arch::kernel_features()
 }
 
 /// Proves the gateway: a panic inside native code must surface as a Python exception.
