@@ -164,3 +164,21 @@ def test_update_session_switches_thinking_and_system_prompt(stub: rpc.SessionsSt
     with pytest.raises(grpc.RpcError) as info:
         stub.UpdateSession(pb.UpdateSessionRequest(session_id="nope", enable_thinking=True))
     assert info.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_server_context_cap_applies_to_session_turns(engine: Engine) -> None:
+    srv = ServerThread(engine, max_context=48)
+    try:
+        stub = rpc.SessionsStub(srv.channel)
+        s = stub.CreateSession(pb.CreateSessionRequest(stopping=pb.StoppingParameters(max_tokens=500, ignore_eos=True)))
+        events = turn(stub, s.id, "Hi")
+        fin = events[-1].finished
+        # The reply stops where prompt plus reply reach the server's 48-token cap.
+        assert fin.reason == pb.FINISH_REASON_LENGTH
+        assert fin.usage.prompt_tokens + fin.usage.completion_tokens == 48
+        with pytest.raises(grpc.RpcError) as info:
+            turn(stub, s.id, "Tell me everything about " + "the sea and the sky " * 10)
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "context" in (info.value.details() or "")
+    finally:
+        srv.stop()

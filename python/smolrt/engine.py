@@ -15,7 +15,23 @@ from .scheduler import Scheduler
 from .stream import AsyncGeneration, Generation
 from .templates import ChatTemplate
 
-__all__ = ["Engine"]
+__all__ = ["Engine", "cap_to_context"]
+
+
+def cap_to_context(prompt_len: int, params: dict[str, Any], context: int | None) -> None:
+    """Apply a context cap tighter than the model's (a server's `--max-context`): reject a prompt
+    that leaves no room for a reply, and limit `max_tokens` to the room left. No-op for None."""
+    if not context:
+        return
+    if prompt_len >= context:
+        raise InvalidRequestError(
+            f"the prompt has {prompt_len} tokens but this server's context is {context} tokens; "
+            "at least one position must remain for the reply"
+        )
+    room = context - prompt_len
+    max_tokens = params.get("max_tokens")
+    if max_tokens is None or max_tokens > room:
+        params["max_tokens"] = room
 
 
 class Engine:

@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from .engine import Engine
+from .engine import Engine, cap_to_context
 from .errors import FailedPreconditionError, NotFoundError, ResourceExhaustedError, SmolrtError
 from .eventlog import EventLog, Logged
 from .events import Delta, Finished
@@ -101,8 +101,11 @@ class SessionStore:
         max_sessions: int = 256,
         ttl_s: float = 3600.0,
         log_capacity: int = 4096,
+        max_context: int | None = None,
     ) -> None:
         self._engine = engine
+        #: A cap on prompt plus reply tighter than the model's context (None: the model's).
+        self._max_context = max_context
         self._max_sessions = max_sessions
         self._ttl_s = ttl_s
         self._log_capacity = log_capacity
@@ -186,6 +189,7 @@ class SessionStore:
         thinking = session.enable_thinking if enable_thinking is None else enable_thinking
         user = {"role": "user", "content": content}
         prompt = self._engine.chat_prompt(session.history() + [user], enable_thinking=thinking)
+        cap_to_context(len(prompt), merged, self._max_context)
         cached = self._engine.cached_prefix(session.key, prompt)
         generation = self._engine.agenerate(prompt, session_key=session.key, **merged)
         session.messages.append(user)

@@ -120,7 +120,12 @@ async def start(settings: Settings, engine: Engine | None, *, owns_engine: bool 
     server = grpc.aio.server(interceptors=interceptors, options=[("grpc.so_reuseport", 0)])
 
     store = (
-        SessionStore(engine, max_sessions=settings.max_sessions, ttl_s=settings.session_ttl_s)
+        SessionStore(
+            engine,
+            max_sessions=settings.max_sessions,
+            ttl_s=settings.session_ttl_s,
+            max_context=settings.max_context,
+        )
         if engine is not None
         else None
     )

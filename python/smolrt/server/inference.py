@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 
-from ..engine import Engine
+from ..engine import Engine, cap_to_context
 from ..errors import FailedPreconditionError, InvalidRequestError, NotFoundError, UnavailableError
 from ..events import Delta, Finished
 from ..stream import AsyncGeneration
@@ -104,24 +104,14 @@ class InferenceServicer(rpc.InferenceServicer):
             )
         if not messages.messages:
             raise InvalidRequestError("messages is empty: send at least one message")
-        extra = {"enable_thinking": thinking} if thinking_set else {}
-        text = engine.render_chat(convert.messages_from_proto(messages.messages), **extra)
-        # The same ids Engine.chat would build: template markup becomes the special tokens it names.
-        return engine.tokenize(text, add_special=True, parse_special=True)
+        return engine.chat_prompt(
+            convert.messages_from_proto(messages.messages), enable_thinking=thinking if thinking_set else None
+        )
 
     def _limit_to_context(self, prompt_len: int, params: dict[str, Any]) -> None:
         """Apply the server's context cap (the engine enforces the model's own)."""
-        if not self._settings.max_context:
-            return
-        if prompt_len >= self._context:
-            raise InvalidRequestError(
-                f"the prompt has {prompt_len} tokens but this server's context is {self._context} tokens; "
-                "at least one position must remain for the reply"
-            )
-        room = self._context - prompt_len
-        max_tokens = params.get("max_tokens")
-        if max_tokens is None or max_tokens > room:
-            params["max_tokens"] = room
+        if self._settings.max_context:
+            cap_to_context(prompt_len, params, self._context)
 
     def _new_request_id(self, wanted: str) -> str:
         if not wanted:
