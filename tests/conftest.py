@@ -32,3 +32,22 @@ def engine(model_path: Path):
     eng = Engine.load(model_path)
     yield eng
     eng.close()
+
+
+@pytest.fixture(scope="module")
+def server(engine):
+    """A real server (gRPC and HTTP on ephemeral loopback ports) on the shared engine, one per module."""
+    from fixtures.grpc_server import ServerThread
+
+    srv = ServerThread(engine)
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def http(server):
+    """An HTTP client for `server`'s HTTP door."""
+    import httpx
+
+    with httpx.Client(base_url=server.http_url, timeout=60) as client:
+        yield client

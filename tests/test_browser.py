@@ -51,13 +51,6 @@ def driver() -> Iterator[Any]:
     drv.quit()
 
 
-@pytest.fixture(scope="module")
-def server(engine: Engine) -> Iterator[ServerThread]:
-    srv = ServerThread(engine)
-    yield srv
-    srv.stop()
-
-
 def wait_for(check: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

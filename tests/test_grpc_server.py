@@ -31,13 +31,6 @@ GREEDY = pb.SamplingParameters(temperature=0)
 ENDLESS = pb.StoppingParameters(max_tokens=4000, ignore_eos=True)
 
 
-@pytest.fixture(scope="module")
-def server(engine: Engine):
-    srv = ServerThread(engine)
-    yield srv
-    srv.stop()
-
-
 def test_streamed_generate_is_well_formed_and_sensible(server: ServerThread) -> None:
     req = pb.GenerateRequest(messages=QUESTION, sampling=GREEDY, stopping=pb.StoppingParameters(max_tokens=24))
     events = list(server.inference.Generate(req, timeout=60))

@@ -18,13 +18,6 @@ SHORT = pb.StoppingParameters(max_tokens=16)
 LONG = pb.StoppingParameters(max_tokens=4000, ignore_eos=True)
 
 
-@pytest.fixture(scope="module")
-def server(engine: Engine):
-    srv = ServerThread(engine)
-    yield srv
-    srv.stop()
-
-
 @pytest.fixture
 def stub(server: ServerThread) -> rpc.SessionsStub:
     return rpc.SessionsStub(server.channel)

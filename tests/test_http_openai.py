@@ -17,19 +17,6 @@ GREEDY = {"temperature": 0, "max_tokens": 8}
 ERROR_KEYS = {"message", "type", "param", "code"}
 
 
-@pytest.fixture(scope="module")
-def server(engine: Engine):
-    srv = ServerThread(engine)
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture
-def http(server: ServerThread):
-    with httpx.Client(base_url=server.http_url, timeout=60) as client:
-        yield client
-
-
 def model_id(engine: Engine) -> str:
     return Path(engine.path).name.removesuffix(".gguf")
 

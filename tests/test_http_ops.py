@@ -25,13 +25,6 @@ def metric(text: str, name: str, **labels: str) -> float:
     return 0.0
 
 
-@pytest.fixture(scope="module")
-def server(engine: Engine):
-    srv = ServerThread(engine)
-    yield srv
-    srv.stop()
-
-
 def test_health_ready_and_openapi(server: ServerThread, engine: Engine) -> None:
     with httpx.Client(base_url=server.http_url) as http:
         assert http.get("/healthz").json() == {"status": "ok"}

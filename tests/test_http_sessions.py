@@ -9,7 +9,6 @@ import pytest
 from fixtures.grpc_server import ServerThread
 from fixtures.sse import SseEvent, events, read_turn
 
-from smolrt import Engine
 from smolrt.server.http import sse
 from smolrt.v1 import smolrt_pb2 as pb
 from smolrt.v1 import smolrt_pb2_grpc as rpc
@@ -18,19 +17,6 @@ GREEDY_SHORT = {"temperature": 0, "max_tokens": 8}
 # Long enough that a reader can leave and come back while the turn is still being written.
 GREEDY_LONG = {"temperature": 0, "max_tokens": 48, "ignore_eos": True}
 ENDLESS = {"max_tokens": 4000, "ignore_eos": True}
-
-
-@pytest.fixture(scope="module")
-def server(engine: Engine):
-    srv = ServerThread(engine)
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture
-def http(server: ServerThread):
-    with httpx.Client(base_url=server.http_url, timeout=60) as client:
-        yield client
 
 
 def create(http: httpx.Client, **body) -> str:
