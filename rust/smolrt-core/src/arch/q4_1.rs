@@ -7,6 +7,7 @@ use half::f16;
 
 use super::act_blocks::{ActBlock, QK};
 use super::qmatrix::{QMatrix, WeightBlock};
+use super::simd::simd_or_scalar;
 
 pub(crate) type Q4_1Matrix = QMatrix<Q4_1Block>;
 
@@ -43,42 +44,12 @@ impl WeightBlock for Q4_1Block {
 
     #[inline]
     fn dot_cols<const N: usize>(w: [&[Self]; N], a: &[ActBlock]) -> [f32; N] {
-        #[cfg(all(
-            target_arch = "x86_64",
-            target_feature = "avx2",
-            target_feature = "fma"
-        ))]
-        {
-            avx2::dot_cols(w, a)
-        }
-        #[cfg(not(all(
-            target_arch = "x86_64",
-            target_feature = "avx2",
-            target_feature = "fma"
-        )))]
-        {
-            w.map(|w| dot_scalar(w, a))
-        }
+        simd_or_scalar!(avx2::dot_cols(w, a), w.map(|w| dot_scalar(w, a)))
     }
 
     #[inline]
     fn dot_rows<const N: usize>(w: &[Self], a: [&[ActBlock]; N]) -> [f32; N] {
-        #[cfg(all(
-            target_arch = "x86_64",
-            target_feature = "avx2",
-            target_feature = "fma"
-        ))]
-        {
-            avx2::dot_rows(w, a)
-        }
-        #[cfg(not(all(
-            target_arch = "x86_64",
-            target_feature = "avx2",
-            target_feature = "fma"
-        )))]
-        {
-            a.map(|a| dot_scalar(w, a))
-        }
+        simd_or_scalar!(avx2::dot_rows(w, a), a.map(|a| dot_scalar(w, a)))
     }
 }
 

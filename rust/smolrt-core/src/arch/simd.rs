@@ -16,6 +16,30 @@ pub fn kernel_features() -> Vec<&'static str> {
     used
 }
 
+/// The AVX2 kernel when this build enables it, else the portable one: each block type states its
+/// dispatch in one line, and the two arms can never drift apart in their cfg conditions.
+macro_rules! simd_or_scalar {
+    ($simd:expr, $scalar:expr) => {{
+        #[cfg(all(
+            target_arch = "x86_64",
+            target_feature = "avx2",
+            target_feature = "fma"
+        ))]
+        {
+            $simd
+        }
+        #[cfg(not(all(
+            target_arch = "x86_64",
+            target_feature = "avx2",
+            target_feature = "fma"
+        )))]
+        {
+            $scalar
+        }
+    }};
+}
+pub(crate) use simd_or_scalar;
+
 #[cfg(all(
     target_arch = "x86_64",
     target_feature = "avx2",
