@@ -1,16 +1,19 @@
 //! The forward pass of llama-family models over a paged KV cache.
 //!
-//! Matmuls run on the whole batch at once, through our integer kernels for Q4_1 and Q8_0 and
+//! Matmuls run on the whole batch at once, through our integer kernels for Q4_1 (16-row panels, AVX-512 VNNI or AVX2 chosen at run time) and Q8_0 and
 //! candle's quantized kernels for other types; everything between
 //! them (norms, rope, attention, SwiGLU) is plain Rust over f32 slices.
 
 mod act_blocks;
 mod attention;
 mod embedding;
+mod isa;
 mod linear;
 mod llama;
 mod ops;
+mod panels;
 mod q4_1;
+mod q4_1_simd;
 mod q8_0;
 mod qmatrix;
 mod simd;

@@ -10,6 +10,7 @@
 use std::sync::Mutex;
 
 use super::act_blocks::{quantize_rows, ActBlock, QK};
+use super::simd::prefetch;
 use crate::{Error, Result};
 
 pub(crate) trait WeightBlock: Copy + Send + Sync + 'static {
@@ -28,29 +29,6 @@ pub(crate) trait WeightBlock: Copy + Send + Sync + 'static {
 /// the scale loads the kernel cannot start without; asking for the rows two groups ahead hides
 /// most of that latency (the hardware prefetcher alone left decode stalled on those loads).
 const PREFETCH_ROWS_AHEAD: usize = 8;
-
-/// Hints the cache lines of `blocks[start..start + len]` in; past the end it does nothing.
-#[inline(always)]
-fn prefetch<B>(blocks: &[B], start: usize, len: usize) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        let end = (start + len).min(blocks.len());
-        if start >= end {
-            return;
-        }
-        let base = blocks.as_ptr() as *const i8;
-        let size = std::mem::size_of::<B>();
-        let mut at = start * size;
-        while at < end * size {
-            // SAFETY: prefetch never faults, and `at` stays inside `blocks`.
-            unsafe { _mm_prefetch(base.add(at), _MM_HINT_T0) };
-            at += 64;
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = (blocks, start, len);
-}
 
 /// Output columns per work item: big enough that per-item bookkeeping vanishes, small enough
 /// that a decode matmul still splits into many items for the pool.

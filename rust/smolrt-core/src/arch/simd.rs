@@ -1,8 +1,9 @@
 //! x86 building blocks shared by the integer block kernels, and the report of which kernels
 //! this build runs (benchmarks print it, so a scalar fallback never goes unnoticed).
 
-/// The instruction-set extensions the matmul kernels of this build use, e.g. `["avx2", "fma",
-/// "f16c"]`; empty when they run the portable scalar code.
+/// The instruction-set extensions the matmul kernels use in this process, e.g. `["avx2", "fma",
+/// "f16c", "avx512bw", "avx512vnni"]`: the Q8_0 and activation kernels' compile-time set plus the
+/// panel kernels' run-time choice. Empty when everything runs the portable scalar code.
 pub fn kernel_features() -> Vec<&'static str> {
     let mut used = Vec::new();
     #[cfg(all(
@@ -13,7 +14,41 @@ pub fn kernel_features() -> Vec<&'static str> {
     used.extend(["avx2", "fma"]);
     #[cfg(all(target_arch = "x86_64", target_feature = "f16c"))]
     used.push("f16c");
+    match super::isa::isa() {
+        super::isa::Isa::Avx512Vnni => used.extend(["avx512f", "avx512bw", "avx512vnni"]),
+        super::isa::Isa::Avx2 => {
+            for f in ["avx2", "fma", "f16c"] {
+                if !used.contains(&f) {
+                    used.push(f);
+                }
+            }
+        }
+        super::isa::Isa::Scalar => {}
+    }
     used
+}
+
+/// Hints the cache lines of `blocks[start..start + len]` in; past the end it does nothing.
+#[inline(always)]
+pub(crate) fn prefetch<B>(blocks: &[B], start: usize, len: usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        let end = (start + len).min(blocks.len());
+        if start >= end {
+            return;
+        }
+        let base = blocks.as_ptr() as *const i8;
+        let size = std::mem::size_of::<B>();
+        let mut at = start * size;
+        while at < end * size {
+            // SAFETY: prefetch never faults, and `at` stays inside `blocks`.
+            unsafe { _mm_prefetch(base.add(at), _MM_HINT_T0) };
+            at += 64;
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (blocks, start, len);
 }
 
 /// The AVX2 kernel when this build enables it, else the portable one: each block type states its

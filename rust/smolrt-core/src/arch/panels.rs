@@ -1,0 +1,186 @@
+//! A quantized weight matrix stored as panels of 16 interleaved rows, and the tiled `y = x·Wᵀ`
+//! driver over them.
+//!
+//! A panel holds one block (32 inputs) of 16 consecutive weight rows, laid out so that one
+//! 64-byte vector carries the same 4 inputs of all 16 rows: a kernel broadcasts 4 activation
+//! bytes and gets 16 rows' partial dot products in one instruction, one row per 32-bit lane.
+//! Each output value then lives in its own lane from the first block to the last, so it is
+//! accumulated by the same per-lane operations whatever kernel, instruction set or batch shape
+//! computes it: the batch invariance the scheduler relies on comes out of the layout, with no
+//! horizontal sums whose order could differ.
+
+use std::sync::Mutex;
+
+use super::act_blocks::{quantize_rows, ActBlock, QK};
+use super::isa::{isa, Isa};
+use super::simd::prefetch;
+use crate::{Error, Result};
+
+/// Weight rows per panel: 16 lanes of 32 bits fill one AVX-512 register.
+pub(crate) const PANEL: usize = 16;
+
+pub(crate) trait PanelBlock: Copy + Send + Sync + 'static {
+    const NAME: &'static str;
+    /// Bytes of one row's block as GGUF stores it.
+    const BYTES: usize;
+    /// Interleaves block `i` of 16 rows (each exactly `BYTES` long; padding rows are all zero
+    /// bytes, which every supported type decodes to zeros).
+    fn pack(rows: [&[u8]; PANEL]) -> Self;
+    /// `out[r][c]` = row `c` of the panels (one per block) · activation row `r`.
+    /// `isa` must be one the CPU supports (as `isa()` or `isa::available()` report).
+    fn dot<const R: usize>(isa: Isa, panels: &[Self], acts: [&[ActBlock]; R]) -> [[f32; PANEL]; R];
+}
+
+/// Activation rows per kernel call: each unpacked weight vector is reused this many times.
+const ROWS_PER_CALL: usize = 4;
+/// Activation rows per work item in prefill, so a panel group is reused across rows while hot.
+const ROWS_PER_ITEM: usize = 16;
+
+pub(crate) struct PanelMatrix<P> {
+    /// Group `g` (weight rows `16g..16g+16`) is `panels[g * bpr..(g + 1) * bpr]`.
+    panels: Vec<P>,
+    n_out: usize,
+    n_in: usize,
+}
+
+impl<P: PanelBlock> PanelMatrix<P> {
+    /// Packs `n_out` rows of `n_in` values from GGUF bytes (rows back to back).
+    pub(crate) fn from_bytes(data: &[u8], n_out: usize, n_in: usize) -> Result<Self> {
+        if n_in == 0 || !n_in.is_multiple_of(QK) {
+            return Err(Error::model_load(format!(
+                "{} row length {n_in} is not a positive multiple of {QK}",
+                P::NAME
+            )));
+        }
+        let bpr = n_in / QK;
+        let row_bytes = bpr * P::BYTES;
+        if data.len() != n_out * row_bytes {
+            return Err(Error::model_load(format!(
+                "{} matrix {n_out}x{n_in} needs {} bytes, got {}",
+                P::NAME,
+                n_out * row_bytes,
+                data.len()
+            )));
+        }
+        let zero = vec![0u8; P::BYTES];
+        let groups = n_out.div_ceil(PANEL);
+        let mut panels = Vec::with_capacity(groups * bpr);
+        for g in 0..groups {
+            for i in 0..bpr {
+                panels.push(P::pack(std::array::from_fn(|c| {
+                    let row = g * PANEL + c;
+                    if row < n_out {
+                        let at = row * row_bytes + i * P::BYTES;
+                        &data[at..at + P::BYTES]
+                    } else {
+                        &zero[..]
+                    }
+                })));
+            }
+        }
+        Ok(Self {
+            panels,
+            n_out,
+            n_in,
+        })
+    }
+
+    /// `x` is `[rows][n_in]`; returns `[rows][n_out]`, computed with this process's kernels.
+    pub(crate) fn matmul(&self, x: &[f32], rows: usize) -> Vec<f32> {
+        self.matmul_with(isa(), x, rows)
+    }
+
+    /// `matmul` with the given kernel set (one the CPU supports).
+    pub(crate) fn matmul_with(&self, isa: Isa, x: &[f32], rows: usize) -> Vec<f32> {
+        let acts = quantize_rows(x, self.n_in);
+        let groups = self.n_out.div_ceil(PANEL);
+        let row_items = rows.div_ceil(ROWS_PER_ITEM);
+        // Each item, (row tile, panel group), owns one [rows in tile][16] piece of a scratch
+        // laid out item by item; the Mutex makes that ownership checkable at no real cost (each
+        // lock is taken exactly once, uncontended).
+        let mut scratch = vec![0f32; row_items * groups * ROWS_PER_ITEM * PANEL];
+        {
+            let mut pieces = Vec::with_capacity(row_items * groups);
+            let mut rest = scratch.as_mut_slice();
+            for ri in 0..row_items {
+                let tile_rows = ROWS_PER_ITEM.min(rows - ri * ROWS_PER_ITEM);
+                for _ in 0..groups {
+                    let (piece, tail) = rest.split_at_mut(tile_rows * PANEL);
+                    pieces.push(Mutex::new(piece));
+                    rest = tail;
+                }
+            }
+            candle_core::utils::barrier_pool().execute_chunked(pieces.len(), |range| {
+                for item in range {
+                    let Ok(mut piece) = pieces[item].lock() else {
+                        continue;
+                    };
+                    let (ri, g) = (item / groups, item % groups);
+                    self.tile(isa, &acts, ri * ROWS_PER_ITEM, g, &mut piece);
+                }
+            });
+        }
+        let mut out = vec![0f32; rows * self.n_out];
+        let mut at = 0;
+        for ri in 0..row_items {
+            let r0 = ri * ROWS_PER_ITEM;
+            let tile_rows = ROWS_PER_ITEM.min(rows - r0);
+            for g in 0..groups {
+                let c0 = g * PANEL;
+                let cols = PANEL.min(self.n_out - c0);
+                for r in 0..tile_rows {
+                    let dst = (r0 + r) * self.n_out + c0;
+                    out[dst..dst + cols].copy_from_slice(&scratch[at..at + cols]);
+                    at += PANEL;
+                }
+            }
+        }
+        out
+    }
+
+    /// One work item: activation rows from `r0` against panel group `g`, into `piece`
+    /// (`[tile_rows][16]`).
+    fn tile(&self, isa: Isa, acts: &[ActBlock], r0: usize, g: usize, piece: &mut [f32]) {
+        let bpr = self.n_in / QK;
+        let panels = &self.panels[g * bpr..(g + 1) * bpr];
+        let tile_rows = piece.len() / PANEL;
+        if tile_rows == 1 {
+            // decode streams the weights once: ask for the next group while this one computes
+            prefetch(&self.panels, (g + 1) * bpr, bpr);
+        }
+        let act_row = |r: usize| &acts[(r0 + r) * bpr..(r0 + r + 1) * bpr];
+        let mut r = 0;
+        while r + ROWS_PER_CALL <= tile_rows {
+            let out = P::dot(
+                isa,
+                panels,
+                std::array::from_fn::<_, ROWS_PER_CALL, _>(|k| act_row(r + k)),
+            );
+            store(&out, &mut piece[r * PANEL..]);
+            r += ROWS_PER_CALL;
+        }
+        match tile_rows - r {
+            1 => store(&P::dot(isa, panels, [act_row(r)]), &mut piece[r * PANEL..]),
+            2 => store(
+                &P::dot(isa, panels, [act_row(r), act_row(r + 1)]),
+                &mut piece[r * PANEL..],
+            ),
+            3 => store(
+                &P::dot(isa, panels, [act_row(r), act_row(r + 1), act_row(r + 2)]),
+                &mut piece[r * PANEL..],
+            ),
+            _ => {}
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn n_out(&self) -> usize {
+        self.n_out
+    }
+}
+
+fn store<const R: usize>(out: &[[f32; PANEL]; R], dst: &mut [f32]) {
+    for (row, d) in out.iter().zip(dst.chunks_exact_mut(PANEL)) {
+        d.copy_from_slice(row);
+    }
+}
