@@ -3,7 +3,8 @@
 //! `cargo run --release -p smolrt-core --example forward_speed [model.gguf]`
 //! (default: $SMOLRT_TEST_MODEL, else models/SmolLM2-135M-Instruct.Q4_1.gguf)
 //! `FORWARD_SPEED_ONLY=decode` (or `prefill`) runs one half, for profiling it alone;
-//! `FORWARD_SPEED_STEPS=n` sets the decode length (default 64).
+//! `FORWARD_SPEED_STEPS=n` sets the decode length (default 64); `FORWARD_SPEED_BATCH=n` decodes
+//! n sequences together, one token each per forward (default 1).
 
 use std::time::Instant;
 
@@ -67,32 +68,53 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if only == "prefill" {
         return Ok(());
     }
-    // Decode: greedy steps after a short prompt.
-    let mut kv = SeqKv::default();
+    // Decode: greedy steps after a short prompt, `batch` sequences per forward.
+    let batch: usize = std::env::var("FORWARD_SPEED_BATCH")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1)
+        .max(1);
     let short = [1u32, 9690, 198, 2683, 359, 253];
-    pool.reserve(&mut kv, short.len())?;
-    let mut items = [BatchItem {
-        tokens: &short,
-        kv: &mut kv,
-        all_logits: false,
-    }];
-    let mut next = argmax(&model.forward(&mut pool, &mut items)?[0]);
-    let t = Instant::now();
-    for _ in 0..steps {
-        pool.reserve(&mut kv, 1)?;
-        let tok = [next];
+    let mut kvs: Vec<SeqKv> = (0..batch).map(|_| SeqKv::default()).collect();
+    let mut next = Vec::with_capacity(batch);
+    for (i, kv) in kvs.iter_mut().enumerate() {
+        // a different last prompt token per sequence, so the batch does not decode in lockstep
+        let prompt = [&short[..5], &[253 + i as u32]].concat();
+        pool.reserve(kv, prompt.len())?;
         let mut items = [BatchItem {
-            tokens: &tok,
-            kv: &mut kv,
+            tokens: &prompt,
+            kv,
             all_logits: false,
         }];
-        next = argmax(&model.forward(&mut pool, &mut items)?[0]);
+        next.push(argmax(&model.forward(&mut pool, &mut items)?[0]));
+    }
+    let t = Instant::now();
+    for _ in 0..steps {
+        for kv in kvs.iter_mut() {
+            pool.reserve(kv, 1)?;
+        }
+        let toks: Vec<[u32; 1]> = next.iter().map(|&t| [t]).collect();
+        let mut items: Vec<BatchItem<'_>> = kvs
+            .iter_mut()
+            .zip(&toks)
+            .map(|(kv, tok)| BatchItem {
+                tokens: tok,
+                kv,
+                all_logits: false,
+            })
+            .collect();
+        next = model
+            .forward(&mut pool, &mut items)?
+            .iter()
+            .map(|l| argmax(l))
+            .collect();
     }
     let dt = t.elapsed().as_secs_f64();
+    let tokens = steps * batch;
     println!(
-        "decode: {steps} tokens in {:.1} ms -> {:.1} tok/s ({:.2} ms/token)",
+        "decode x{batch}: {tokens} tokens in {:.1} ms -> {:.1} tok/s ({:.2} ms/step)",
         dt * 1e3,
-        steps as f64 / dt,
+        tokens as f64 / dt,
         dt * 1e3 / steps as f64
     );
     Ok(())

@@ -61,41 +61,11 @@ pub(crate) fn add_assign(acc: &mut [f32], x: &[f32]) {
     }
 }
 
-const LANES: usize = 8;
-
-/// Dot product with eight independent accumulators: the compiler may not reorder a single f32
-/// sum, so one accumulator would serialise on add latency and never vectorise. The order is fixed,
-/// which keeps results bit-identical however a batch is composed.
-#[inline]
-pub(crate) fn dot<E: KvElement>(a: &[f32], b: &[E]) -> f32 {
-    let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
-    let mut acc = [0f32; LANES];
-    let mut ac = a.chunks_exact(LANES);
-    let mut bc = b.chunks_exact(LANES);
-    for (x, y) in (&mut ac).zip(&mut bc) {
-        for l in 0..LANES {
-            acc[l] += x[l] * y[l].to_f32();
-        }
-    }
-    let mut tail = 0f32;
-    for (&x, &y) in ac.remainder().iter().zip(bc.remainder()) {
-        tail += x * y.to_f32();
-    }
-    let s4 = [
-        acc[0] + acc[4],
-        acc[1] + acc[5],
-        acc[2] + acc[6],
-        acc[3] + acc[7],
-    ];
-    (s4[0] + s4[2]) + (s4[1] + s4[3]) + tail
-}
-
-/// `acc += w · x`, elementwise.
+/// `acc = w · x + acc`, elementwise, one fused multiply-add each.
 #[inline]
 pub(crate) fn axpy<E: KvElement>(acc: &mut [f32], w: f32, x: &[E]) {
     for (a, &v) in acc.iter_mut().zip(x) {
-        *a += w * v.to_f32();
+        *a = w.mul_add(v.to_f32(), *a);
     }
 }
 
@@ -143,15 +113,14 @@ mod tests {
     }
 
     #[test]
-    fn silu_mul_and_dot_match_direct_formulas() {
+    fn silu_mul_and_axpy_match_direct_formulas() {
         let mut out = [0f32; 3];
         silu_mul(&[0.0, 1.0, -2.0], &[5.0, 2.0, 1.0], &mut out);
         assert_eq!(out[0], 0.0);
         assert!((out[1] - 2.0 / (1.0 + (-1f32).exp())).abs() < 1e-6);
         assert!((out[2] - (-2.0 / (1.0 + 2f32.exp()))).abs() < 1e-6);
-        let a: Vec<f32> = (0..19).map(|i| i as f32 * 0.5).collect();
-        let b: Vec<f32> = (0..19).map(|i| 1.0 - i as f32 * 0.25).collect();
-        let direct: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
-        assert!((dot(&a, &b) - direct).abs() < 1e-3);
+        let mut acc = [1.0f32, 2.0];
+        axpy(&mut acc, 0.5, &[4.0f32, -2.0]);
+        assert_eq!(acc, [3.0, 1.0]);
     }
 }

@@ -9,10 +9,9 @@
 //! computes it: the batch invariance the scheduler relies on comes out of the layout, with no
 //! horizontal sums whose order could differ.
 
-use std::sync::Mutex;
-
 use super::act_blocks::{quantize_rows, ActBlock, QK};
 use super::isa::{isa, Isa};
+use super::pool::for_each_piece;
 use super::simd::prefetch;
 use crate::{Error, Result};
 
@@ -95,31 +94,22 @@ impl<P: PanelBlock> PanelMatrix<P> {
         let acts = quantize_rows(x, self.n_in);
         let groups = self.n_out.div_ceil(PANEL);
         let row_items = rows.div_ceil(ROWS_PER_ITEM);
-        // Each item, (row tile, panel group), owns one [rows in tile][16] piece of a scratch
-        // laid out item by item; the Mutex makes that ownership checkable at no real cost (each
-        // lock is taken exactly once, uncontended).
-        let mut scratch = vec![0f32; row_items * groups * ROWS_PER_ITEM * PANEL];
-        {
-            let mut pieces = Vec::with_capacity(row_items * groups);
-            let mut rest = scratch.as_mut_slice();
-            for ri in 0..row_items {
-                let tile_rows = ROWS_PER_ITEM.min(rows - ri * ROWS_PER_ITEM);
-                for _ in 0..groups {
-                    let (piece, tail) = rest.split_at_mut(tile_rows * PANEL);
-                    pieces.push(Mutex::new(piece));
-                    rest = tail;
-                }
-            }
-            candle_core::utils::barrier_pool().execute_chunked(pieces.len(), |range| {
-                for item in range {
-                    let Ok(mut piece) = pieces[item].lock() else {
-                        continue;
-                    };
-                    let (ri, g) = (item / groups, item % groups);
-                    self.tile(isa, &acts, ri * ROWS_PER_ITEM, g, &mut piece);
-                }
-            });
-        }
+        // Each item, (row tile, panel group), fills one [rows in tile][16] piece of a scratch
+        // laid out item by item.
+        let mut scratch = vec![0f32; rows * groups * PANEL];
+        let piece_len = |item: usize| {
+            let ri = item / groups;
+            ROWS_PER_ITEM.min(rows - ri * ROWS_PER_ITEM) * PANEL
+        };
+        for_each_piece(
+            &mut scratch,
+            (0..row_items * groups).map(piece_len),
+            || (),
+            |_, item, piece| {
+                let (ri, g) = (item / groups, item % groups);
+                self.tile(isa, &acts, ri * ROWS_PER_ITEM, g, piece);
+            },
+        );
         let mut out = vec![0f32; rows * self.n_out];
         let mut at = 0;
         for ri in 0..row_items {

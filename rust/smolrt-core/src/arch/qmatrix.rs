@@ -7,9 +7,8 @@
 //! sequence of operations whichever kernel and group it falls in, so results never depend on
 //! how a batch is shaped — the batch-invariance the scheduler relies on.
 
-use std::sync::Mutex;
-
 use super::act_blocks::{quantize_rows, ActBlock, QK};
+use super::pool::for_each_piece;
 use super::simd::prefetch;
 use crate::{Error, Result};
 
@@ -99,38 +98,23 @@ impl<B: WeightBlock> QMatrix<B> {
         let acts = quantize_rows(x, self.n_in);
         let col_items = self.n_out.div_ceil(COLS_PER_ITEM);
         let row_items = rows.div_ceil(ROWS_PER_ITEM);
-        // Each item owns one [rows in tile][cols in chunk] piece of a scratch laid out item by
-        // item; the Mutex makes that ownership checkable at no real cost (each lock is taken
-        // exactly once, uncontended).
+        // Each item fills one [rows in tile][cols in chunk] piece of a scratch laid out item by
+        // item.
         let mut scratch = vec![0f32; rows * self.n_out];
-        {
-            let mut pieces = Vec::with_capacity(row_items * col_items);
-            let mut rest = scratch.as_mut_slice();
-            for ri in 0..row_items {
-                let tile_rows = ROWS_PER_ITEM.min(rows - ri * ROWS_PER_ITEM);
-                for ci in 0..col_items {
-                    let cols = COLS_PER_ITEM.min(self.n_out - ci * COLS_PER_ITEM);
-                    let (piece, tail) = rest.split_at_mut(tile_rows * cols);
-                    pieces.push(Mutex::new(piece));
-                    rest = tail;
-                }
-            }
-            candle_core::utils::barrier_pool().execute_chunked(pieces.len(), |range| {
-                for item in range {
-                    let (ri, ci) = (item / col_items, item % col_items);
-                    let Ok(mut piece) = pieces[item].lock() else {
-                        continue;
-                    };
-                    self.tile(
-                        &acts,
-                        ri * ROWS_PER_ITEM,
-                        ci * COLS_PER_ITEM,
-                        bpr,
-                        &mut piece,
-                    );
-                }
-            });
-        }
+        let piece_len = |item: usize| {
+            let (ri, ci) = (item / col_items, item % col_items);
+            ROWS_PER_ITEM.min(rows - ri * ROWS_PER_ITEM)
+                * COLS_PER_ITEM.min(self.n_out - ci * COLS_PER_ITEM)
+        };
+        for_each_piece(
+            &mut scratch,
+            (0..row_items * col_items).map(piece_len),
+            || (),
+            |_, item, piece| {
+                let (ri, ci) = (item / col_items, item % col_items);
+                self.tile(&acts, ri * ROWS_PER_ITEM, ci * COLS_PER_ITEM, bpr, piece);
+            },
+        );
         if row_items == 1 && col_items == 1 || rows == 1 {
             // A single tile, or a single row: the item-by-item layout already is row-major.
             return scratch;

@@ -9,9 +9,10 @@ use crate::{Error, Result};
 pub(crate) type KvElem = f32;
 
 /// Fixed-size KV blocks from one pool. A block holds `block_size` consecutive positions of one
-/// sequence for every layer; per layer and block, K and V are each laid out as
-/// `[block_size][n_head_kv][head_dim]`, so one position's keys for all kv heads are contiguous
-/// and a block's keys for one layer are one contiguous tile.
+/// sequence for every layer; per layer and block, K and V are each one contiguous tile. Values
+/// are `[block_size][n_head_kv][head_dim]` (attention adds whole value rows), keys the transpose,
+/// `[n_head_kv][head_dim][block_size]`: attention scores a query against all of a block's
+/// positions at once, one position per SIMD lane, with no horizontal sums.
 pub struct KvBlockPool {
     block_size: usize,
     n_layer: usize,
@@ -168,24 +169,26 @@ impl KvBlockPool {
         start..start + tile
     }
 
-    /// Keys of `layer` in `block`: `[block_size][kv_dim]`. The caller has checked the id with
+    /// Keys of `layer` in `block`: `[kv_dim][block_size]`. The caller has checked the id with
     /// [`owns`](Self::owns).
     pub(crate) fn keys(&self, layer: usize, block: u32) -> &[KvElem] {
         &self.keys[self.tile_range(layer, block)]
     }
 
-    /// Values of `layer` in `block`, laid out like [`keys`](Self::keys).
+    /// Values of `layer` in `block`: `[block_size][kv_dim]`.
     pub(crate) fn values(&self, layer: usize, block: u32) -> &[KvElem] {
         &self.values[self.tile_range(layer, block)]
     }
 
     /// Stores one position's keys and values (each `kv_dim` long) for `layer`.
     pub(crate) fn write(&mut self, layer: usize, block: u32, slot: usize, k: &[f32], v: &[f32]) {
-        let at = self.tile_range(layer, block).start + slot * self.kv_dim;
+        let tile = self.tile_range(layer, block);
         let n = self.kv_dim;
-        for (dst, &x) in self.keys[at..at + n].iter_mut().zip(k) {
-            *dst = KvElem::from_f32(x);
+        let bs = self.block_size;
+        for (d, &x) in k.iter().enumerate().take(n) {
+            self.keys[tile.start + d * bs + slot] = KvElem::from_f32(x);
         }
+        let at = tile.start + slot * n;
         for (dst, &x) in self.values[at..at + n].iter_mut().zip(v) {
             *dst = KvElem::from_f32(x);
         }
