@@ -8,10 +8,12 @@ pub(crate) const QK: usize = 32;
 
 /// value[j] ≈ d · qs[j]; `s` = d · Σ qs. Scales are rounded through f16 as ggml stores them,
 /// then kept as f32 for the hot loop. |qs| ≤ 127, never -128, which the i8 kernels rely on.
+/// `sum` = Σ qs exactly, for kernels that bias signed weights to unsigned and take it back out.
 #[derive(Clone, Copy)]
 pub(crate) struct ActBlock {
     pub d: f32,
     pub s: f32,
+    pub sum: i32,
     pub qs: [i8; QK],
 }
 
@@ -54,6 +56,7 @@ fn quantize_block_scalar(block: &[f32]) -> ActBlock {
     ActBlock {
         d: f16::from_f32(d).to_f32(),
         s: f16::from_f32(sum as f32 * d).to_f32(),
+        sum,
         qs,
     }
 }
@@ -112,6 +115,7 @@ mod avx2 {
             ActBlock {
                 d: f16::from_f32(d).to_f32(),
                 s: f16::from_f32(sum as f32 * d).to_f32(),
+                sum,
                 qs,
             }
         }
@@ -146,7 +150,11 @@ mod tests {
         }
         for c in &cases {
             let (a, b) = (quantize_block(c), quantize_block_scalar(c));
-            assert_eq!((a.d, a.s, a.qs), (b.d, b.s, b.qs), "block {c:?}");
+            assert_eq!(
+                (a.d, a.s, a.sum, a.qs),
+                (b.d, b.s, b.sum, b.qs),
+                "block {c:?}"
+            );
         }
         let t = quantize_block_scalar(&ties);
         assert_eq!(&t.qs[1..5], &[-14, -14, -12, -12]);

@@ -5,9 +5,10 @@ use half::f16;
 
 use super::act_blocks::{quantize_rows, QK};
 use super::isa;
+use super::panels::{PanelBlock, PanelMatrix, PANEL};
+use super::q4_1::Q4_1Panel;
 use super::q4_1::{self, Q4_1Matrix};
-use super::q8_0::{self, Q8_0Block, Q8_0Matrix};
-use super::qmatrix::{QMatrix, WeightBlock};
+use super::q8_0::{Q8_0Matrix, Q8_0Panel};
 
 const FIXTURE: &str = include_str!("testdata/kernel_blocks.txt");
 
@@ -74,10 +75,31 @@ fn hex(b: &[u8]) -> String {
 fn dequantizers_match_gguf_bit_for_bit() {
     check_dequantize("q4_1", |b| q4_1::dequantize_block(b.try_into().unwrap()));
     check_dequantize("q8_0", |b| {
-        let mut out = [0f32; QK];
-        Q8_0Block::parse(b).dequantize(&mut out);
-        out
+        let f = half::f16::from_le_bytes([b[0], b[1]]).to_f32();
+        std::array::from_fn(|j| b[2 + j] as i8 as f32 * f)
     });
+    // and the panels hold each row's values as GGUF does
+    check_lanes::<Q4_1Panel>("q4_1");
+    check_lanes::<Q8_0Panel>("q8_0");
+}
+
+/// Packs fixture blocks into panels (padding included) and reads every row back.
+fn check_lanes<P: PanelBlock>(kind: &str) {
+    let (n_out, bpr) = (21, 2);
+    let (bytes, weights, _) = fixture_matrix(kind, n_out, bpr);
+    let m = PanelMatrix::<P>::from_bytes(&bytes, n_out, bpr * QK).unwrap();
+    let mut row = vec![0f32; bpr * QK];
+    for r in 0..n_out {
+        assert!(m.dequantize_row(r, &mut row));
+        assert_eq!(
+            row,
+            &weights[r * bpr * QK..(r + 1) * bpr * QK],
+            "{kind} row {r}"
+        );
+    }
+    assert!(!m.dequantize_row(n_out, &mut row), "row past the end");
+    assert!(!m.dequantize_row(0, &mut row[1..]), "short output");
+    assert!(n_out % PANEL != 0, "the test wants a padded panel");
 }
 
 /// gguf rounds half away from zero (ggml's reference C), we round half to even (ggml's x86
@@ -184,27 +206,35 @@ fn check_matmul(
     }
 }
 
-#[test]
-fn q4_1_matmul_matches_gguf_dequantized_reference() {
+fn check_panel_matmul<P: PanelBlock>(kind: &str, has_min: bool) {
     for isa in isa::available() {
-        check_matmul("q4_1", true, |bytes, n_out, n_in, x, rows| {
-            let m = Q4_1Matrix::from_bytes(bytes, n_out, n_in).unwrap();
-            assert_eq!(m.n_out(), n_out);
+        check_matmul(kind, has_min, |bytes, n_out, n_in, x, rows| {
+            let m = PanelMatrix::<P>::from_bytes(bytes, n_out, n_in).unwrap();
+            assert_eq!((m.n_out(), m.n_in()), (n_out, n_in));
             m.matmul_with(isa, x, rows)
         });
     }
 }
 
+#[test]
+fn q4_1_matmul_matches_gguf_dequantized_reference() {
+    check_panel_matmul::<Q4_1Panel>("q4_1", true);
+}
+
+#[test]
+fn q8_0_matmul_matches_gguf_dequantized_reference() {
+    check_panel_matmul::<Q8_0Panel>("q8_0", false);
+}
+
 /// Every instruction set this CPU has gives the scalar kernel's bits, for every batch size the
 /// driver splits differently (kernel calls of 1..4 rows, several row tiles) and a padded panel.
-#[test]
-fn q4_1_kernels_agree_bit_for_bit_across_instruction_sets() {
+fn check_isas_agree<P: PanelBlock>(kind: &str) {
     let available = isa::available();
     assert_eq!(available[0], isa::Isa::Scalar);
     for (n_out, bpr) in [(13, 3), (48, 5)] {
         let n_in = bpr * QK;
-        let (bytes, _, _) = fixture_matrix("q4_1", n_out, bpr);
-        let m = Q4_1Matrix::from_bytes(&bytes, n_out, n_in).unwrap();
+        let (bytes, _, _) = fixture_matrix(kind, n_out, bpr);
+        let m = PanelMatrix::<P>::from_bytes(&bytes, n_out, n_in).unwrap();
         let (x, rows) = fixture_activations(bpr);
         // more rows than the fixture has: repeat it, scaled so the repeats quantize differently
         let x: Vec<f32> = (0..3)
@@ -218,7 +248,7 @@ fn q4_1_kernels_agree_bit_for_bit_across_instruction_sets() {
                 assert_eq!(
                     got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
                     want.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
-                    "{isa:?}, {n_out}x{n_in}, {rows} rows"
+                    "{kind} {isa:?}, {n_out}x{n_in}, {rows} rows"
                 );
             }
         }
@@ -226,26 +256,9 @@ fn q4_1_kernels_agree_bit_for_bit_across_instruction_sets() {
 }
 
 #[test]
-fn q8_0_matmul_matches_gguf_dequantized_reference() {
-    check_matmul("q8_0", false, |bytes, n_out, n_in, x, rows| {
-        let m = QMatrix::<Q8_0Block>::from_bytes(bytes, n_out, n_in).unwrap();
-        let y = m.matmul(x, rows);
-        let qa = quantize_rows(x, n_in);
-        let bpr = n_in / QK;
-        for (r, yr) in y.chunks_exact(n_out).enumerate() {
-            for (o, &v) in yr.iter().enumerate() {
-                let s = q8_0::dot_scalar(
-                    &m.blocks()[o * bpr..(o + 1) * bpr],
-                    &qa[r * bpr..(r + 1) * bpr],
-                );
-                assert!(
-                    (s - v).abs() <= 1e-4 * s.abs().max(1e-3),
-                    "scalar {s} vs {v}"
-                );
-            }
-        }
-        y
-    });
+fn kernels_agree_bit_for_bit_across_instruction_sets() {
+    check_isas_agree::<Q4_1Panel>("q4_1");
+    check_isas_agree::<Q8_0Panel>("q8_0");
 }
 
 #[test]

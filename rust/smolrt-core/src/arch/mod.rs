@@ -1,6 +1,6 @@
 //! The forward pass of llama-family models over a paged KV cache.
 //!
-//! Matmuls run on the whole batch at once, through our integer kernels for Q4_1 (16-row panels, AVX-512 VNNI or AVX2 chosen at run time) and Q8_0 and
+//! Matmuls run on the whole batch at once, through our integer kernels for Q4_1 and Q8_0 (16-row panels, AVX-512 VNNI or AVX2 chosen at run time) and
 //! candle's quantized kernels for other types; everything between
 //! them (norms, rope, attention, SwiGLU) is plain Rust over f32 slices.
 
@@ -17,7 +17,7 @@ mod pool;
 mod q4_1;
 mod q4_1_simd;
 mod q8_0;
-mod qmatrix;
+mod q8_0_simd;
 mod simd;
 mod weights;
 

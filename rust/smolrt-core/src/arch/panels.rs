@@ -25,6 +25,8 @@ pub(crate) trait PanelBlock: Copy + Send + Sync + 'static {
     /// Interleaves block `i` of 16 rows (each exactly `BYTES` long; padding rows are all zero
     /// bytes, which every supported type decodes to zeros).
     fn pack(rows: [&[u8]; PANEL]) -> Self;
+    /// The 32 values row `c` (lane `c`) holds in this panel, in f32.
+    fn dequantize_lane(&self, c: usize) -> [f32; QK];
     /// `out[r][c]` = row `c` of the panels (one per block) · activation row `r`.
     /// `isa` must be one the CPU supports (as `isa()` or `isa::available()` report).
     fn dot<const R: usize>(isa: Isa, panels: &[Self], acts: [&[ActBlock]; R]) -> [[f32; PANEL]; R];
@@ -163,9 +165,26 @@ impl<P: PanelBlock> PanelMatrix<P> {
         }
     }
 
-    #[cfg(test)]
     pub(crate) fn n_out(&self) -> usize {
         self.n_out
+    }
+
+    pub(crate) fn n_in(&self) -> usize {
+        self.n_in
+    }
+
+    /// Row `r` (of `n_out`) in f32 into `out` (`n_in` values); false when `r` is out of range
+    /// or `out` has the wrong length.
+    pub(crate) fn dequantize_row(&self, r: usize, out: &mut [f32]) -> bool {
+        if r >= self.n_out || out.len() != self.n_in {
+            return false;
+        }
+        let bpr = self.n_in / QK;
+        let group = &self.panels[(r / PANEL) * bpr..(r / PANEL + 1) * bpr];
+        for (p, o) in group.iter().zip(out.chunks_exact_mut(QK)) {
+            o.copy_from_slice(&p.dequantize_lane(r % PANEL));
+        }
+        true
     }
 }
 

@@ -5,9 +5,7 @@
 
 use half::f16;
 
-use super::act_blocks::ActBlock;
-#[cfg(test)]
-use super::act_blocks::QK;
+use super::act_blocks::{ActBlock, QK};
 use super::isa::Isa;
 use super::panels::{PanelBlock, PanelMatrix, PANEL};
 
@@ -59,6 +57,15 @@ impl PanelBlock for Q4_1Panel {
             }
         }
         p
+    }
+
+    fn dequantize_lane(&self, c: usize) -> [f32; QK] {
+        let (d, m) = (self.d[c].to_f32(), self.m[c].to_f32());
+        std::array::from_fn(|j| {
+            let byte = self.qs[64 * ((j % 16) / 4) + 4 * c + j % 4];
+            let q = if j < 16 { byte & 0x0F } else { byte >> 4 };
+            q as f32 * d + m
+        })
     }
 
     #[inline]

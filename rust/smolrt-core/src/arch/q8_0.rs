@@ -1,136 +1,91 @@
 //! Q8_0 weights (the tied embedding / output table of the default SmolLM2 file, 28 of the ~98 MB
 //! read per token). candle routes Q8_0 on AVX-512 CPUs through a repacked copy of the table with
-//! activations quantized per 256 values; this kernel quantizes them per 32 like ggml's Q8_0, which
-//! keeps llama.cpp's numerics and needs no second copy of the weights.
+//! activations quantized per 256 values; these kernels quantize them per 32 like ggml's Q8_0,
+//! which keeps llama.cpp's numerics, and keep one copy of the table in 16-row panels (see
+//! `panels`) from which the embedding rows are read too.
 
 use half::f16;
 
 use super::act_blocks::{ActBlock, QK};
-use super::qmatrix::{QMatrix, WeightBlock};
-use super::simd::simd_or_scalar;
+use super::isa::Isa;
+use super::panels::{PanelBlock, PanelMatrix, PANEL};
 
-pub(crate) type Q8_0Matrix = QMatrix<Q8_0Block>;
+pub(crate) type Q8_0Matrix = PanelMatrix<Q8_0Panel>;
 
-/// One weight block: value[j] = d · q[j], q in -128..=127.
+/// One row's block as GGUF stores it: value[j] = d · q[j], an f16 scale then 32 signed bytes.
+pub(crate) const BLOCK_BYTES: usize = 34;
+
+/// Block `j` of 16 rows. Byte `64k + 4c + b` of `qs` is quant `4k + b` of row `c`, so the 64
+/// bytes from `64k` hold inputs 4k..4k+4 of every row, row `c` in 32-bit lane `c`.
+#[repr(C, align(64))]
 #[derive(Clone, Copy)]
-pub(crate) struct Q8_0Block {
-    d: f16,
-    qs: [i8; QK],
+pub(crate) struct Q8_0Panel {
+    pub(super) qs: [i8; 8 * 64],
+    pub(super) d: [f16; PANEL],
 }
 
-impl WeightBlock for Q8_0Block {
-    /// f16 scale, 32 signed bytes.
-    const BYTES: usize = 34;
+impl PanelBlock for Q8_0Panel {
     const NAME: &'static str = "Q8_0";
+    const BYTES: usize = BLOCK_BYTES;
 
-    fn parse(b: &[u8]) -> Self {
-        let mut qs = [0i8; QK];
-        for (q, &byte) in qs.iter_mut().zip(&b[2..34]) {
-            *q = byte as i8;
+    fn pack(rows: [&[u8]; PANEL]) -> Self {
+        let mut p = Q8_0Panel {
+            qs: [0; 512],
+            d: [f16::ZERO; PANEL],
+        };
+        for (c, b) in rows.iter().enumerate() {
+            p.d[c] = f16::from_le_bytes([b[0], b[1]]);
+            for k in 0..8 {
+                for j in 0..4 {
+                    p.qs[64 * k + 4 * c + j] = b[2 + 4 * k + j] as i8;
+                }
+            }
         }
-        Q8_0Block {
-            d: f16::from_le_bytes([b[0], b[1]]),
-            qs,
-        }
+        p
     }
 
-    fn dequantize(&self, out: &mut [f32; QK]) {
-        let d = self.d.to_f32();
-        for (o, &q) in out.iter_mut().zip(&self.qs) {
-            *o = q as f32 * d;
-        }
+    fn dequantize_lane(&self, c: usize) -> [f32; QK] {
+        let d = self.d[c].to_f32();
+        std::array::from_fn(|j| self.qs[64 * (j / 4) + 4 * c + j % 4] as f32 * d)
     }
 
     #[inline]
-    fn dot_cols<const N: usize>(w: [&[Self]; N], a: &[ActBlock]) -> [f32; N] {
-        simd_or_scalar!(avx2::dot_cols(w, a), w.map(|w| dot_scalar(w, a)))
-    }
-
-    #[inline]
-    fn dot_rows<const N: usize>(w: &[Self], a: [&[ActBlock]; N]) -> [f32; N] {
-        simd_or_scalar!(avx2::dot_rows(w, a), a.map(|a| dot_scalar(w, a)))
+    fn dot<const R: usize>(isa: Isa, panels: &[Self], acts: [&[ActBlock]; R]) -> [[f32; PANEL]; R] {
+        assert!(
+            acts.iter().all(|a| a.len() == panels.len()),
+            "activation rows must hold one block per panel"
+        );
+        match isa {
+            // SAFETY: the caller passes only an `isa` the CPU supports, and the lengths are
+            // checked above.
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512Vnni => unsafe { super::q8_0_simd::dot_avx512(panels, acts) },
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => unsafe { super::q8_0_simd::dot_avx2(panels, acts) },
+            _ => dot_scalar(panels, acts),
+        }
     }
 }
 
-/// Σ over blocks of d_w·d_a·Σ q_w·q_a: the portable kernel and the SIMD kernels' reference.
-// Unused on AVX2 builds outside the tests.
-#[cfg_attr(
-    all(
-        target_arch = "x86_64",
-        target_feature = "avx2",
-        target_feature = "fma",
-        not(test)
-    ),
-    allow(dead_code)
-)]
-pub(crate) fn dot_scalar(w: &[Q8_0Block], a: &[ActBlock]) -> f32 {
-    let mut sum = 0f32;
-    for (wb, ab) in w.iter().zip(a) {
-        let sumi: i32 = wb
-            .qs
-            .iter()
-            .zip(&ab.qs)
-            .map(|(&x, &y)| x as i32 * y as i32)
-            .sum();
-        sum += wb.d.to_f32() * ab.d * sumi as f32;
-    }
-    sum
-}
-
-// SAFETY (whole module): it is only compiled when the build enables avx2 and fma, so every
-// intrinsic is available; all loads are unaligned loads from in-bounds fixed-size arrays.
-#[cfg(all(
-    target_arch = "x86_64",
-    target_feature = "avx2",
-    target_feature = "fma"
-))]
-mod avx2 {
-    use super::{ActBlock, Q8_0Block};
-    use crate::arch::simd::{hsum, load_act, sum_i8_pairs};
-    use std::arch::x86_64::*;
-
-    /// maddubs multiplies unsigned by signed bytes, so the weight's sign moves onto the
-    /// activation: |w| ≤ 128 fits u8, and activations are never -128, so a·sign(w) stays in i8
-    /// and each pair sum is at most 2·128·127 < 2^15.
-    #[inline(always)]
-    unsafe fn block_dot(qw: __m256i, qa: __m256i) -> __m256 {
-        sum_i8_pairs(_mm256_sign_epi8(qw, qw), _mm256_sign_epi8(qa, qw))
-    }
-
-    #[inline(always)]
-    unsafe fn load(wb: &Q8_0Block) -> __m256i {
-        _mm256_loadu_si256(wb.qs.as_ptr() as *const __m256i)
-    }
-
-    #[inline]
-    pub(super) fn dot_cols<const N: usize>(w: [&[Q8_0Block]; N], a: &[ActBlock]) -> [f32; N] {
-        unsafe {
-            let mut acc = [_mm256_setzero_ps(); N];
-            for (i, ab) in a.iter().enumerate() {
-                let qa = load_act(ab);
-                for c in 0..N {
-                    let wb = &w[c][i];
-                    let scale = _mm256_set1_ps(wb.d.to_f32() * ab.d);
-                    acc[c] = _mm256_fmadd_ps(scale, block_dot(load(wb), qa), acc[c]);
+/// Per block and lane: `acc = f32(Σ q_w·q_a) · (d_w·d_a) + acc`, one fused multiply-add; the
+/// SIMD kernels perform exactly this per lane, so all agree bit for bit.
+pub(crate) fn dot_scalar<const R: usize>(
+    panels: &[Q8_0Panel],
+    acts: [&[ActBlock]; R],
+) -> [[f32; PANEL]; R] {
+    let mut out = [[0f32; PANEL]; R];
+    for (i, p) in panels.iter().enumerate() {
+        for (acc_row, a) in out.iter_mut().zip(acts.iter().map(|row| &row[i])) {
+            for (c, acc) in acc_row.iter_mut().enumerate() {
+                let mut isum = 0i32;
+                for k in 0..8 {
+                    for b in 0..4 {
+                        isum += p.qs[64 * k + 4 * c + b] as i32 * a.qs[4 * k + b] as i32;
+                    }
                 }
+                *acc = (isum as f32).mul_add(p.d[c].to_f32() * a.d, *acc);
             }
-            std::array::from_fn(|c| hsum(acc[c]))
         }
     }
-
-    #[inline]
-    pub(super) fn dot_rows<const N: usize>(w: &[Q8_0Block], a: [&[ActBlock]; N]) -> [f32; N] {
-        unsafe {
-            let mut acc = [_mm256_setzero_ps(); N];
-            for (i, wb) in w.iter().enumerate() {
-                let (qw, d) = (load(wb), wb.d.to_f32());
-                for r in 0..N {
-                    let ab = &a[r][i];
-                    let scale = _mm256_set1_ps(d * ab.d);
-                    acc[r] = _mm256_fmadd_ps(scale, block_dot(qw, load_act(ab)), acc[r]);
-                }
-            }
-            std::array::from_fn(|r| hsum(acc[r]))
-        }
-    }
+    out
 }
