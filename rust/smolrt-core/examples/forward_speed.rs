@@ -4,7 +4,8 @@
 //! (default: $SMOLRT_TEST_MODEL, else models/SmolLM2-135M-Instruct.Q4_1.gguf)
 //! `FORWARD_SPEED_ONLY=decode` (or `prefill`) runs one half, for profiling it alone;
 //! `FORWARD_SPEED_STEPS=n` sets the decode length (default 64); `FORWARD_SPEED_BATCH=n` decodes
-//! n sequences together, one token each per forward (default 1).
+//! n sequences together, one token each per forward (default 1); `FORWARD_SPEED_PROMPT=n` sets
+//! the prefill length (default 200).
 
 use std::time::Instant;
 
@@ -42,8 +43,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .and_then(|s| s.parse().ok())
         .unwrap_or(64);
 
-    // Prefill: one ~200-token chunk (deterministic pseudo-random ids), best of 3.
-    let prompt: Vec<u32> = (0..200u32).map(|i| (i * 7919 + 13) % 49000 + 100).collect();
+    // Prefill: one chunk of deterministic pseudo-random ids (200 unless FORWARD_SPEED_PROMPT
+    // says otherwise), best of 3.
+    let prompt_len: u32 = std::env::var("FORWARD_SPEED_PROMPT")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(200);
+    let prompt: Vec<u32> = (0..prompt_len)
+        .map(|i| (i * 7919 + 13) % 49000 + 100)
+        .collect();
     let mut best_prefill = f64::MAX;
     for _ in 0..if only == "decode" { 0 } else { 3 } {
         let mut kv = SeqKv::default();

@@ -19,14 +19,22 @@ pub(crate) struct ActBlock {
 
 /// Quantizes each `n_in`-long row of `x` (`n_in` a multiple of 32) to blocks, rounding to
 /// nearest even as ggml's x86 quantize_row_q8_0/q8_1 do.
+#[cfg(test)]
 pub(crate) fn quantize_rows(x: &[f32], n_in: usize) -> Vec<ActBlock> {
-    let mut out = Vec::with_capacity(x.len() / QK);
+    let mut out = Vec::new();
+    quantize_rows_into(x, n_in, &mut out);
+    out
+}
+
+/// `quantize_rows` into `out`, reusing its allocation.
+pub(crate) fn quantize_rows_into(x: &[f32], n_in: usize, out: &mut Vec<ActBlock>) {
+    out.clear();
+    out.reserve(x.len() / QK);
     for row in x.chunks_exact(n_in) {
         for block in row.chunks_exact(QK) {
             out.push(quantize_block(block));
         }
     }
-    out
 }
 
 #[inline]

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use candle_core::quantized::{ggml_file::qtensor_from_ggml, GgmlDType, QTensor};
 use candle_core::{CpuStorage, CustomOp1, Device, Layout};
 
+use super::isa::isa;
 use super::q4_1::Q4_1Matrix;
 use super::q8_0::Q8_0Matrix;
 use crate::gguf::GgufFile;
@@ -31,13 +32,14 @@ enum Kernel {
 }
 
 impl Kernel {
-    /// `x` is `[rows][n_in]`; returns `[rows][n_out]`.
-    fn matmul(&self, x: &mut Vec<f32>, rows: usize, n_in: usize) -> Result<Vec<f32>> {
+    /// `x` is `[rows][n_in]`; `out` becomes `[rows][n_out]`.
+    fn matmul(&self, x: &mut Vec<f32>, rows: usize, n_in: usize, out: &mut Vec<f32>) -> Result<()> {
         match self {
-            Kernel::Candle(w) => candle_matmul(w, x, rows, n_in),
-            Kernel::Q4_1(w) => Ok(w.matmul(x, rows)),
-            Kernel::Q8_0(w) => Ok(w.matmul(x, rows)),
+            Kernel::Candle(w) => *out = candle_matmul(w, x, rows, n_in)?,
+            Kernel::Q4_1(w) => w.matmul_into(isa(), x, rows, out),
+            Kernel::Q8_0(w) => w.matmul_into(isa(), x, rows, out),
         }
+        Ok(())
     }
 }
 
@@ -146,14 +148,14 @@ impl Linear {
             )));
         }
         if let [part] = self.parts.as_slice() {
-            *out = part.weight.matmul(x, rows, self.n_in)?;
-            return Ok(());
+            return part.weight.matmul(x, rows, self.n_in, out);
         }
         out.clear();
         out.resize(rows * self.n_out, 0.0);
         let mut col = 0;
+        let mut y = Vec::new();
         for part in &self.parts {
-            let y = part.weight.matmul(x, rows, self.n_in)?;
+            part.weight.matmul(x, rows, self.n_in, &mut y)?;
             for (dst, src) in out
                 .chunks_exact_mut(self.n_out)
                 .zip(y.chunks_exact(part.n_out))

@@ -9,8 +9,10 @@
 //! computes it: the batch invariance the scheduler relies on comes out of the layout, with no
 //! horizontal sums whose order could differ.
 
-use super::act_blocks::{quantize_rows, ActBlock, QK};
-use super::isa::{isa, Isa};
+use std::cell::RefCell;
+
+use super::act_blocks::{quantize_rows_into, ActBlock, QK};
+use super::isa::Isa;
 use super::pool::for_each_piece;
 use super::simd::prefetch;
 use crate::{Error, Result};
@@ -30,6 +32,13 @@ pub(crate) trait PanelBlock: Copy + Send + Sync + 'static {
     /// `out[r][c]` = row `c` of the panels (one per block) · activation row `r`.
     /// `isa` must be one the CPU supports (as `isa()` or `isa::available()` report).
     fn dot<const R: usize>(isa: Isa, panels: &[Self], acts: [&[ActBlock]; R]) -> [[f32; PANEL]; R];
+}
+
+thread_local! {
+    /// The calling thread's quantized activations and result tiles, kept between matmuls: fresh
+    /// multi-megabyte buffers on every call cost page faults and kernel page zeroing (perf: about
+    /// 15% of a 512-token prefill). It holds the largest matmul's worth once one has run.
+    static SCRATCH: RefCell<(Vec<ActBlock>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
 }
 
 /// Activation rows per kernel call: each unpacked weight vector is reused this many times.
@@ -86,48 +95,55 @@ impl<P: PanelBlock> PanelMatrix<P> {
         })
     }
 
-    /// `x` is `[rows][n_in]`; returns `[rows][n_out]`, computed with this process's kernels.
-    pub(crate) fn matmul(&self, x: &[f32], rows: usize) -> Vec<f32> {
-        self.matmul_with(isa(), x, rows)
+    /// `x` is `[rows][n_in]`; returns `[rows][n_out]` computed with kernel set `isa`.
+    #[cfg(test)]
+    pub(crate) fn matmul_with(&self, isa: Isa, x: &[f32], rows: usize) -> Vec<f32> {
+        let mut out = Vec::new();
+        self.matmul_into(isa, x, rows, &mut out);
+        out
     }
 
-    /// `matmul` with the given kernel set (one the CPU supports).
-    pub(crate) fn matmul_with(&self, isa: Isa, x: &[f32], rows: usize) -> Vec<f32> {
-        let acts = quantize_rows(x, self.n_in);
-        let groups = self.n_out.div_ceil(PANEL);
-        let row_items = rows.div_ceil(ROWS_PER_ITEM);
-        // Each item, (row tile, panel group), fills one [rows in tile][16] piece of a scratch
-        // laid out item by item.
-        let mut scratch = vec![0f32; rows * groups * PANEL];
-        let piece_len = |item: usize| {
-            let ri = item / groups;
-            ROWS_PER_ITEM.min(rows - ri * ROWS_PER_ITEM) * PANEL
-        };
-        for_each_piece(
-            &mut scratch,
-            (0..row_items * groups).map(piece_len),
-            || (),
-            |_, item, piece| {
-                let (ri, g) = (item / groups, item % groups);
-                self.tile(isa, &acts, ri * ROWS_PER_ITEM, g, piece);
-            },
-        );
-        let mut out = vec![0f32; rows * self.n_out];
-        let mut at = 0;
-        for ri in 0..row_items {
-            let r0 = ri * ROWS_PER_ITEM;
-            let tile_rows = ROWS_PER_ITEM.min(rows - r0);
-            for g in 0..groups {
-                let c0 = g * PANEL;
-                let cols = PANEL.min(self.n_out - c0);
-                for r in 0..tile_rows {
-                    let dst = (r0 + r) * self.n_out + c0;
-                    out[dst..dst + cols].copy_from_slice(&scratch[at..at + cols]);
-                    at += PANEL;
+    /// `out = x·Wᵀ`: `x` is `[rows][n_in]`, `out` becomes `[rows][n_out]` (its allocation is
+    /// reused), computed with the kernel set `isa` (one the CPU supports).
+    pub(crate) fn matmul_into(&self, isa: Isa, x: &[f32], rows: usize, out: &mut Vec<f32>) {
+        SCRATCH.with_borrow_mut(|(acts, tiles)| {
+            quantize_rows_into(x, self.n_in, acts);
+            let groups = self.n_out.div_ceil(PANEL);
+            let row_items = rows.div_ceil(ROWS_PER_ITEM);
+            // Each item, (row tile, panel group), fills one [rows in tile][16] piece of a
+            // scratch laid out item by item.
+            tiles.clear();
+            tiles.resize(rows * groups * PANEL, 0.0);
+            let piece_len = |item: usize| {
+                let ri = item / groups;
+                ROWS_PER_ITEM.min(rows - ri * ROWS_PER_ITEM) * PANEL
+            };
+            for_each_piece(
+                tiles,
+                (0..row_items * groups).map(piece_len),
+                || (),
+                |_, item, piece| {
+                    let (ri, g) = (item / groups, item % groups);
+                    self.tile(isa, acts, ri * ROWS_PER_ITEM, g, piece);
+                },
+            );
+            out.clear();
+            out.resize(rows * self.n_out, 0.0);
+            let mut at = 0;
+            for ri in 0..row_items {
+                let r0 = ri * ROWS_PER_ITEM;
+                let tile_rows = ROWS_PER_ITEM.min(rows - r0);
+                for g in 0..groups {
+                    let c0 = g * PANEL;
+                    let cols = PANEL.min(self.n_out - c0);
+                    for r in 0..tile_rows {
+                        let dst = (r0 + r) * self.n_out + c0;
+                        out[dst..dst + cols].copy_from_slice(&tiles[at..at + cols]);
+                        at += PANEL;
+                    }
                 }
             }
-        }
-        out
+        });
     }
 
     /// One work item: activation rows from `r0` against panel group `g`, into `piece`
