@@ -1,0 +1,166 @@
+"""The scheduler's stepping and dispatch threads, against a scripted stand-in for the native
+engine: ordering, early events, failures and shutdown, without a model."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from smolrt.scheduler import Scheduler
+
+
+def token(seq: int, i: int) -> tuple[Any, ...]:
+    return ("token", seq, i, f"t{i}", "content", None, None)
+
+
+def finished(seq: int, reason: str = "length") -> tuple[Any, ...]:
+    return ("finished", seq, reason, None, 1, 0, 0, 0, 0.0, 0.0, 0.0, 0.0)
+
+
+class ScriptedNative:
+    """Each sequence yields `n` tokens, one per step, then finishes; `fail_next` makes the next
+    step raise."""
+
+    def __init__(self, n: int = 3) -> None:
+        self.n = n
+        self.lock = threading.Lock()
+        self.next_seq = 0
+        self.progress: dict[int, int] = {}
+        self.steps = 0
+        self.fail_next = False
+        self.admit_gate: threading.Event | None = None
+        #: Per-sequence token counts, taken in admission order (else `n`).
+        self.lengths: list[int] = []
+        self.length: dict[int, int] = {}
+
+    def add_request(self, prompt: list[int], params: dict[str, Any], session: int | None) -> int:
+        with self.lock:
+            self.next_seq += 1
+            self.progress[self.next_seq] = 0
+            seq = self.next_seq
+            self.length[seq] = self.lengths.pop(0) if self.lengths else self.n
+        if self.admit_gate is not None:
+            # hold `submit` between admission and registration while steps run
+            self.admit_gate.wait(5)
+        return seq
+
+    def step(self) -> list[tuple[Any, ...]]:
+        with self.lock:
+            self.steps += 1
+            if self.fail_next:
+                self.fail_next = False
+                raise RuntimeError("boom")
+            events: list[tuple[Any, ...]] = []
+            for seq in list(self.progress):
+                i = self.progress[seq]
+                if i < self.length.get(seq, self.n):
+                    events.append(token(seq, i))
+                    self.progress[seq] = i + 1
+                else:
+                    events.append(finished(seq))
+                    del self.progress[seq]
+            return events
+
+    def cancel(self, seq: int) -> tuple[Any, ...] | None:
+        with self.lock:
+            if self.progress.pop(seq, None) is None:
+                return None
+        return finished(seq, "cancelled")
+
+
+class Collector:
+    def __init__(self) -> None:
+        self.events: list[tuple[Any, ...]] = []
+        self.done = threading.Event()
+
+    def __call__(self, ev: tuple[Any, ...]) -> None:
+        self.events.append(ev)
+        if ev[0] in ("finished", "failed"):
+            self.done.set()
+
+
+def wait(c: Collector) -> list[tuple[Any, ...]]:
+    assert c.done.wait(5), f"no final event, got {c.events}"
+    return c.events
+
+
+def test_each_sink_gets_its_events_in_order_and_stepping_stops_when_idle() -> None:
+    native = ScriptedNative(n=3)
+    sched = Scheduler(native)
+    try:
+        a, b = Collector(), Collector()
+        sa = sched.submit([1], {}, a)
+        sb = sched.submit([1], {}, b)
+        for seq, c in ((sa, a), (sb, b)):
+            evs = wait(c)
+            assert [e[1] for e in evs] == [seq] * 4
+            assert [e[0] for e in evs] == ["token"] * 3 + ["finished"]
+            assert [e[2] for e in evs[:3]] == [0, 1, 2]
+        time.sleep(0.05)
+        steps = native.steps
+        time.sleep(0.1)
+        assert native.steps == steps, "the scheduler kept stepping with nothing to run"
+        assert sched.active() == 0
+    finally:
+        sched.close()
+
+
+def test_events_before_registration_are_delivered_first_and_in_order() -> None:
+    native = ScriptedNative()
+    native.lengths = [10**9, 2]
+    native.admit_gate = threading.Event()
+    sched = Scheduler(native)
+    try:
+        other = Collector()
+        # a long sequence keeps the stepping thread busy while the next submit is held
+        native.admit_gate.set()
+        sched.submit([1], {}, other)
+        native.admit_gate.clear()
+        late = Collector()
+        t = threading.Thread(target=lambda: sched.submit([1], {}, late))
+        t.start()
+        time.sleep(0.1)  # the held sequence runs to its end before it is registered
+        native.admit_gate.set()
+        t.join(5)
+        evs = wait(late)
+        assert [e[0] for e in evs] == ["token", "token", "finished"]
+        assert [e[2] for e in evs[:2]] == [0, 1]
+    finally:
+        sched.close()
+
+
+def test_a_failing_step_fails_every_running_sequence_and_serving_goes_on() -> None:
+    native = ScriptedNative(n=10**9)
+    sched = Scheduler(native)
+    try:
+        a, b = Collector(), Collector()
+        sched.submit([1], {}, a)
+        sched.submit([1], {}, b)
+        time.sleep(0.02)
+        native.fail_next = True
+        for c in (a, b):
+            evs = wait(c)
+            assert evs[-1][0] == "failed" and evs[-1][2] == "internal"
+            assert all(e[0] == "token" for e in evs[:-1])
+        native.n = 1
+        c = Collector()
+        sched.submit([1], {}, c)
+        assert [e[0] for e in wait(c)] == ["token", "finished"]
+    finally:
+        sched.close()
+
+
+def test_close_cancels_what_runs_and_refuses_new_work() -> None:
+    native = ScriptedNative(n=10**9)
+    sched = Scheduler(native)
+    a = Collector()
+    sched.submit([1], {}, a)
+    time.sleep(0.02)
+    sched.close()
+    evs = wait(a)
+    assert evs[-1][0] == "finished" and evs[-1][2] == "cancelled"
+    with pytest.raises(Exception, match="closed"):
+        sched.submit([1], {}, Collector())
