@@ -152,12 +152,21 @@ impl<P: PanelBlock> PanelMatrix<P> {
         let bpr = self.n_in / QK;
         let panels = &self.panels[g * bpr..(g + 1) * bpr];
         let tile_rows = piece.len() / PANEL;
-        if tile_rows == 1 {
-            // decode streams the weights once: ask for the next group while this one computes
-            prefetch(&self.panels, (g + 1) * bpr, bpr);
-        }
+        // Decode streams the weights from memory once per step: ask for the next group while
+        // this one computes (items run group after group, so it is usually this thread's next).
+        prefetch(&self.panels, (g + 1) * bpr, bpr);
         let act_row = |r: usize| &acts[(r0 + r) * bpr..(r0 + r + 1) * bpr];
         let mut r = 0;
+        // AVX-512 has the registers for eight rows' sums, halving the weight unpacking.
+        while isa == Isa::Avx512Vnni && r + 2 * ROWS_PER_CALL <= tile_rows {
+            let out = P::dot(
+                isa,
+                panels,
+                std::array::from_fn::<_, { 2 * ROWS_PER_CALL }, _>(|k| act_row(r + k)),
+            );
+            store(&out, &mut piece[r * PANEL..]);
+            r += 2 * ROWS_PER_CALL;
+        }
         while r + ROWS_PER_CALL <= tile_rows {
             let out = P::dot(
                 isa,
