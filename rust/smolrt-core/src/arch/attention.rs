@@ -73,10 +73,10 @@ fn head_attention(
     out: &mut [f32],
 ) {
     let bs = pool.block_size();
-    let kv_dim = pool.kv_dim();
     let n_pos = row.pos + 1;
+    // Padded to whole 16-lane chunks with -inf, which the softmax turns into zero weights.
     scores.clear();
-    scores.resize(n_pos, 0.0);
+    scores.resize(n_pos.next_multiple_of(LANES), f32::NEG_INFINITY);
     for (b, &block) in row.blocks.iter().enumerate().take(n_pos.div_ceil(bs)) {
         let keys = pool.keys(layer, block);
         let base = b * bs;
@@ -90,54 +90,75 @@ fn head_attention(
             scores[base + c..base + c + n].copy_from_slice(&lanes[..n]);
         }
     }
-    let mut max = f32::NEG_INFINITY;
-    for s in scores.iter_mut() {
-        *s *= scale;
-        max = max.max(*s);
+    let mut max = Lanes16::splat(f32::NEG_INFINITY);
+    for chunk in scores.chunks_exact_mut(LANES) {
+        let scaled = Lanes16::load(chunk).mul(Lanes16::splat(scale));
+        chunk.copy_from_slice(&scaled.to_array());
+        max = max.max(scaled);
     }
-    let mut sum = 0f32;
-    for s in scores.iter_mut() {
-        *s = (*s - max).exp();
-        sum += *s;
+    let max = Lanes16::splat(max.max_lane());
+    let mut sum = Lanes16::zero();
+    for chunk in scores.chunks_exact_mut(LANES) {
+        let e = Lanes16::load(chunk).sub(max).exp_nonpositive();
+        chunk.copy_from_slice(&e.to_array());
+        sum = sum.add(e);
     }
-    // The weighted sum of values, 16 output dimensions at a time so the sums stay in registers;
-    // even and odd positions in separate sums, two independent add chains instead of one.
+    let sum = sum.sum();
+    // The weighted sum of values in one pass over the positions, 64 output dimensions (four
+    // register accumulators, four independent add chains) at a time; a head size that is not
+    // a multiple of 64 finishes 16 (or fewer) dimensions at a time. Every output is one chain
+    // over the positions in order, whichever path computes it.
     let inv = 1.0 / sum;
-    for (c, dst) in (0..).step_by(LANES).zip(out.chunks_mut(LANES)) {
-        let full = dst.len() == LANES;
-        let (mut even, mut odd) = (Lanes16::zero(), Lanes16::zero());
-        let mut tail = [[0f32; LANES]; 2];
-        for (b, &block) in row.blocks.iter().enumerate().take(n_pos.div_ceil(bs)) {
-            let values = pool.values(layer, block);
-            let base = b * bs;
-            let in_block = bs.min(n_pos - base);
-            let value = |slot: usize| &values[slot * kv_dim + kv_off + c..];
-            let mut slot = 0;
-            while full && slot + 2 <= in_block {
-                even.fma(scores[base + slot], value(slot));
-                odd.fma(scores[base + slot + 1], value(slot + 1));
-                slot += 2;
+    let mut c = 0;
+    while c + 4 * LANES <= out.len() {
+        let mut acc = [Lanes16::zero(); 4];
+        for_each_value(pool, layer, row, kv_off + c, scores, |p, v| {
+            for (k, a) in acc.iter_mut().enumerate() {
+                a.fma(p, &v[k * LANES..]);
             }
-            if full && slot < in_block {
-                even.fma(scores[base + slot], value(slot));
-            }
-            if !full {
-                for slot in 0..in_block {
-                    axpy(
-                        &mut tail[slot % 2][..dst.len()],
-                        scores[base + slot],
-                        value(slot),
-                    );
-                }
+        });
+        for (k, a) in acc.iter().enumerate() {
+            for (o, s) in out[c + k * LANES..c + (k + 1) * LANES]
+                .iter_mut()
+                .zip(a.to_array())
+            {
+                *o = s * inv;
             }
         }
-        let sums = if full {
-            even.add(odd).to_array()
-        } else {
-            std::array::from_fn(|l| tail[0][l] + tail[1][l])
-        };
-        for (o, s) in dst.iter_mut().zip(sums) {
+        c += 4 * LANES;
+    }
+    while c < out.len() {
+        let w = LANES.min(out.len() - c);
+        let mut acc = [0f32; LANES];
+        for_each_value(pool, layer, row, kv_off + c, scores, |p, v| {
+            axpy(&mut acc[..w], p, &v[..w]);
+        });
+        for (o, s) in out[c..c + w].iter_mut().zip(acc) {
             *o = s * inv;
+        }
+        c += w;
+    }
+}
+
+/// Calls `f(weight, values from offset off)` for the row's positions `0..=pos` in order: the
+/// value row of each cached position, from `off` to the end of its row.
+#[inline(always)]
+fn for_each_value(
+    pool: &KvBlockPool,
+    layer: usize,
+    row: &RowCtx<'_>,
+    off: usize,
+    weights: &[f32],
+    mut f: impl FnMut(f32, &[f32]),
+) {
+    let (bs, kv_dim) = (pool.block_size(), pool.kv_dim());
+    let n_pos = row.pos + 1;
+    for (b, &block) in row.blocks.iter().enumerate().take(n_pos.div_ceil(bs)) {
+        let values = pool.values(layer, block);
+        let base = b * bs;
+        let in_block = bs.min(n_pos - base);
+        for (slot, &p) in weights[base..base + in_block].iter().enumerate() {
+            f(p, &values[slot * kv_dim + off..(slot + 1) * kv_dim]);
         }
     }
 }

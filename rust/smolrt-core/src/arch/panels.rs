@@ -41,6 +41,8 @@ thread_local! {
     static SCRATCH: RefCell<(Vec<ActBlock>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
 }
 
+const PREFETCH_GROUPS_AHEAD: usize = 3;
+
 /// Activation rows per kernel call: each unpacked weight vector is reused this many times.
 const ROWS_PER_CALL: usize = 4;
 /// Activation rows per work item in prefill, so a panel group is reused across rows while hot.
@@ -154,7 +156,7 @@ impl<P: PanelBlock> PanelMatrix<P> {
         let tile_rows = piece.len() / PANEL;
         // Decode streams the weights from memory once per step: ask for the next group while
         // this one computes (items run group after group, so it is usually this thread's next).
-        prefetch(&self.panels, (g + 1) * bpr, bpr);
+        prefetch(&self.panels, (g + PREFETCH_GROUPS_AHEAD) * bpr, bpr);
         let act_row = |r: usize| &acts[(r0 + r) * bpr..(r0 + r + 1) * bpr];
         let mut r = 0;
         // AVX-512 has the registers for eight rows' sums, halving the weight unpacking.
