@@ -3,6 +3,7 @@
 //! of many small tensor ops. Where llama.cpp fixes an evaluation order that changes rounding
 //! (rms norm sum in f64, rope angles by repeated multiplication), it is followed on purpose.
 
+use super::lanes::exp_lane;
 use crate::kv::KvElement;
 
 /// `out = x / sqrt(mean(x²) + eps) * weight`. The sum of squares is accumulated in f64 and the
@@ -47,10 +48,18 @@ pub(crate) fn rope_heads(x: &mut [f32], head_dim: usize, angles: &[(f32, f32)]) 
     }
 }
 
-/// `out[i] = silu(gate[i]) * up[i]`, silu(g) = g / (1 + e^-g).
+/// `out[i] = silu(gate[i]) * up[i]`, silu(g) = g · σ(g). σ is built from e^-|g| (never
+/// overflows) with the attention softmax's polynomial exp: no libm call, so the loop
+/// vectorizes (it ran serially at ~2.5% of a batched decode step through libm's expf).
 pub(crate) fn silu_mul(gate: &[f32], up: &[f32], out: &mut [f32]) {
     for ((o, &g), &u) in out.iter_mut().zip(gate).zip(up) {
-        *o = g / (1.0 + (-g).exp()) * u;
+        let e = exp_lane(-g.abs());
+        let sigmoid = if g >= 0.0 {
+            1.0 / (1.0 + e)
+        } else {
+            e / (1.0 + e)
+        };
+        *o = g * sigmoid * u;
     }
 }
 
@@ -117,6 +126,9 @@ mod tests {
         let mut out = [0f32; 3];
         silu_mul(&[0.0, 1.0, -2.0], &[5.0, 2.0, 1.0], &mut out);
         assert_eq!(out[0], 0.0);
+        let mut far = [0f32; 2];
+        silu_mul(&[-100.0, 100.0], &[1.0, 1.0], &mut far);
+        assert_eq!(far, [-0.0, 100.0]);
         assert!((out[1] - 2.0 / (1.0 + (-1f32).exp())).abs() < 1e-6);
         assert!((out[2] - (-2.0 / (1.0 + 2f32.exp()))).abs() < 1e-6);
         let mut acc = [1.0f32, 2.0];

@@ -114,7 +114,7 @@ impl<P: PanelBlock> PanelMatrix<P> {
             let row_items = rows.div_ceil(ROWS_PER_ITEM);
             // Each item, (row tile, panel group), fills one [rows in tile][16] piece of a
             // scratch laid out item by item.
-            tiles.clear();
+            // Every element is written below, so a buffer already this long is not refilled.
             tiles.resize(rows * groups * PANEL, 0.0);
             let piece_len = |item: usize| {
                 let ri = item / groups;
@@ -129,7 +129,6 @@ impl<P: PanelBlock> PanelMatrix<P> {
                     self.tile(isa, acts, ri * ROWS_PER_ITEM, g, piece);
                 },
             );
-            out.clear();
             out.resize(rows * self.n_out, 0.0);
             let mut at = 0;
             for ri in 0..row_items {
