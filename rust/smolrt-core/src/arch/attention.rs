@@ -1,7 +1,8 @@
 //! Causal attention of each token's query heads against its own sequence's cached keys and
 //! values, read block by block from the pool.
 
-use super::lanes::{Lanes16, LANES};
+use super::isa::{isa, Isa};
+use super::lanes::{Lanes, Lanes16, LANES};
 use super::ops::axpy;
 use super::pool::for_each_piece;
 use crate::kv::KvBlockPool;
@@ -36,6 +37,22 @@ pub(crate) fn attend(
     q_stride: usize,
     out: &mut [f32],
 ) {
+    attend_with(isa(), pool, layer, rows, heads, qkv, q_stride, out);
+}
+
+/// `attend` with the given instruction set (one the CPU supports): AVX-512 registers, or
+/// `Lanes16` (AVX2 or portable, as the build has it). All give the same bits.
+#[allow(clippy::too_many_arguments)]
+fn attend_with(
+    isa: Isa,
+    pool: &KvBlockPool,
+    layer: usize,
+    rows: &[RowCtx<'_>],
+    heads: &Heads,
+    qkv: &[f32],
+    q_stride: usize,
+    out: &mut [f32],
+) {
     let hd = heads.head_dim;
     let group = heads.n_head / heads.n_head_kv;
     let scale = 1.0 / (hd as f32).sqrt();
@@ -44,7 +61,15 @@ pub(crate) fn attend(
         let (r, h) = (u / heads.n_head, u % heads.n_head);
         let row = &rows[r];
         let q = &qkv[r * q_stride + h * hd..r * q_stride + (h + 1) * hd];
-        head_attention(pool, layer, row, q, (h / group) * hd, scale, scores, dst);
+        let kv_off = (h / group) * hd;
+        match isa {
+            // SAFETY: callers pass only an `isa` the CPU supports.
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512Vnni => unsafe {
+                head_attention_avx512(pool, layer, row, q, kv_off, scale, scores, dst)
+            },
+            _ => head_attention::<Lanes16>(pool, layer, row, q, kv_off, scale, scores, dst),
+        }
     };
     if work < PARALLEL_MIN_WORK {
         let mut scores = Vec::new();
@@ -57,12 +82,30 @@ pub(crate) fn attend(
     }
 }
 
+/// `head_attention` compiled for AVX-512, with 16-lane registers.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn head_attention_avx512(
+    pool: &KvBlockPool,
+    layer: usize,
+    row: &RowCtx<'_>,
+    q: &[f32],
+    kv_off: usize,
+    scale: f32,
+    scores: &mut Vec<f32>,
+    out: &mut [f32],
+) {
+    head_attention::<super::lanes512::Lanes512>(pool, layer, row, q, kv_off, scale, scores, out)
+}
+
 /// One query head against one kv head (`kv_off` = its offset in a cached position's row).
 /// Scores are computed a block at a time, one position per lane over the block's transposed
 /// keys; each score is the same chain of fused multiply-adds over the head's dimensions
 /// whichever block or batch it falls in.
 #[allow(clippy::too_many_arguments)]
-fn head_attention(
+#[inline(always)]
+fn head_attention<L: Lanes>(
     pool: &KvBlockPool,
     layer: usize,
     row: &RowCtx<'_>,
@@ -86,20 +129,20 @@ fn head_attention(
             // Full width even past `in_block` where the tile allows: its later slots are
             // readable (stale or zero) and their lanes are simply not kept.
             let width = if c + LANES <= bs { LANES } else { n };
-            let lanes = score_lanes(q, keys, kv_off * bs + c, bs, width);
+            let lanes = score_lanes::<L>(q, keys, kv_off * bs + c, bs, width);
             scores[base + c..base + c + n].copy_from_slice(&lanes[..n]);
         }
     }
-    let mut max = Lanes16::splat(f32::NEG_INFINITY);
+    let mut max = L::splat(f32::NEG_INFINITY);
     for chunk in scores.chunks_exact_mut(LANES) {
-        let scaled = Lanes16::load(chunk).mul(Lanes16::splat(scale));
+        let scaled = L::load(chunk).mul(L::splat(scale));
         chunk.copy_from_slice(&scaled.to_array());
         max = max.max(scaled);
     }
-    let max = Lanes16::splat(max.max_lane());
-    let mut sum = Lanes16::zero();
+    let max = L::splat(max.max_lane());
+    let mut sum = L::zero();
     for chunk in scores.chunks_exact_mut(LANES) {
-        let e = Lanes16::load(chunk).sub(max).exp_nonpositive();
+        let e = L::load(chunk).sub(max).exp_nonpositive();
         chunk.copy_from_slice(&e.to_array());
         sum = sum.add(e);
     }
@@ -111,7 +154,7 @@ fn head_attention(
     let inv = 1.0 / sum;
     let mut c = 0;
     while c + 4 * LANES <= out.len() {
-        let mut acc = [Lanes16::zero(); 4];
+        let mut acc = [L::zero(); 4];
         for_each_value(pool, layer, row, kv_off + c, scores, |p, v| {
             for (k, a) in acc.iter_mut().enumerate() {
                 a.fma(p, &v[k * LANES..]);
@@ -167,9 +210,15 @@ fn for_each_value(
 /// `keys[start + d * bs + l]` for dimension `d`: `Σ_d q[d] · k[d][l]`, the dimensions taken
 /// in four interleaved fused multiply-add chains (d mod 4) summed at the end, in a fixed order.
 #[inline(always)]
-fn score_lanes(q: &[f32], keys: &[f32], start: usize, bs: usize, width: usize) -> [f32; LANES] {
+fn score_lanes<L: Lanes>(
+    q: &[f32],
+    keys: &[f32],
+    start: usize,
+    bs: usize,
+    width: usize,
+) -> [f32; LANES] {
     if width == LANES {
-        let mut acc = [Lanes16::zero(); 4];
+        let mut acc = [L::zero(); 4];
         let mut at = start;
         let mut quads = q.chunks_exact(4);
         for qq in &mut quads {
@@ -220,7 +269,8 @@ mod tests {
     }
 
     /// Against a direct f64 softmax(q·Kᵀ/√d)·V, for block sizes below, at and past the 16
-    /// lanes, head sizes that are and are not multiples of 16, and every causal row.
+    /// lanes, head sizes that are and are not multiples of 16, and every causal row; and every
+    /// instruction set this CPU has gives the same bits.
     #[test]
     fn matches_a_direct_evaluation() {
         let mut seed = 0x9e37_79b9_u32;
@@ -258,6 +308,12 @@ mod tests {
                 };
                 let mut out = vec![0f32; n * q_dim];
                 attend(&pool, 0, &rows, &heads, &q, q_dim, &mut out);
+                for isa in crate::arch::isa::available() {
+                    let mut other = vec![0f32; n * q_dim];
+                    attend_with(isa, &pool, 0, &rows, &heads, &q, q_dim, &mut other);
+                    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(bits(&other), bits(&out), "{isa:?}, block size {bs}");
+                }
                 for pos in 0..n {
                     for h in 0..n_head {
                         let kv_off = (h / (n_head / n_head_kv)) * hd;

@@ -29,11 +29,53 @@ pub(crate) struct Lanes16 {
     v: [f32; LANES],
 }
 
+/// Sixteen f32 lanes of some instruction set. Implementations do the same IEEE operation per
+/// lane for each method (the same fused multiply-adds, the same exp steps), so generic code
+/// gives the same bits with any of them; reductions go through `to_array` and one fixed tree.
+pub(crate) trait Lanes: Copy {
+    fn zero() -> Self;
+    /// Every lane `x`.
+    fn splat(x: f32) -> Self;
+    /// The first 16 values of `x`.
+    fn load(x: &[f32]) -> Self;
+    fn to_array(self) -> [f32; LANES];
+    /// `self[l] = w · x[l] + self[l]`, one fused multiply-add per lane; `x` holds at least 16.
+    fn fma(&mut self, w: f32, x: &[f32]);
+    fn add(self, other: Self) -> Self;
+    fn sub(self, other: Self) -> Self;
+    fn mul(self, other: Self) -> Self;
+    /// Lane-wise maximum, with `maxps` semantics: `self` only where it is strictly greater.
+    fn max(self, other: Self) -> Self;
+    /// `e^x` per lane for `x <= 0` (softmax arguments), as [`exp_lane`] computes it.
+    fn exp_nonpositive(self) -> Self;
+
+    /// Sum of the lanes, in `reduce`'s fixed order.
+    #[inline(always)]
+    fn sum(self) -> f32 {
+        reduce(self.to_array(), |a, b| a + b)
+    }
+
+    /// Largest lane, with `max`'s semantics.
+    #[inline(always)]
+    fn max_lane(self) -> f32 {
+        reduce(self.to_array(), |a, b| if a > b { a } else { b })
+    }
+}
+
+/// The 16 lanes reduced pairwise in a fixed tree: l and l+8, then l and l+4, l+2, l+1.
+#[inline(always)]
+fn reduce(a: [f32; LANES], op: impl Fn(f32, f32) -> f32) -> f32 {
+    let s8: [f32; 8] = std::array::from_fn(|l| op(a[l], a[l + 8]));
+    let s4: [f32; 4] = std::array::from_fn(|l| op(s8[l], s8[l + 4]));
+    let s2: [f32; 2] = std::array::from_fn(|l| op(s4[l], s4[l + 2]));
+    op(s2[0], s2[1])
+}
+
 // SAFETY (every unsafe block below): compiled only when the build enables avx2 and fma; loads
 // read 16 values from a slice checked to hold at least 16.
-impl Lanes16 {
+impl Lanes for Lanes16 {
     #[inline(always)]
-    pub(crate) fn zero() -> Self {
+    fn zero() -> Self {
         #[cfg(all(
             target_arch = "x86_64",
             target_feature = "avx2",
@@ -56,7 +98,7 @@ impl Lanes16 {
 
     /// `self[l] = w · x[l] + self[l]`, one fused multiply-add per lane; `x` holds at least 16.
     #[inline(always)]
-    pub(crate) fn fma(&mut self, w: f32, x: &[f32]) {
+    fn fma(&mut self, w: f32, x: &[f32]) {
         let x = &x[..LANES];
         #[cfg(all(
             target_arch = "x86_64",
@@ -81,7 +123,7 @@ impl Lanes16 {
 
     /// Lane-wise sum.
     #[inline(always)]
-    pub(crate) fn add(self, other: Self) -> Self {
+    fn add(self, other: Self) -> Self {
         #[cfg(all(
             target_arch = "x86_64",
             target_feature = "avx2",
@@ -109,7 +151,7 @@ impl Lanes16 {
 
     /// The first 16 values of `x`.
     #[inline(always)]
-    pub(crate) fn load(x: &[f32]) -> Self {
+    fn load(x: &[f32]) -> Self {
         let x = &x[..LANES];
         #[cfg(all(
             target_arch = "x86_64",
@@ -138,7 +180,7 @@ impl Lanes16 {
 
     /// Every lane `x`.
     #[inline(always)]
-    pub(crate) fn splat(x: f32) -> Self {
+    fn splat(x: f32) -> Self {
         #[cfg(all(
             target_arch = "x86_64",
             target_feature = "avx2",
@@ -161,7 +203,7 @@ impl Lanes16 {
 
     /// Lane-wise `self · other`.
     #[inline(always)]
-    pub(crate) fn mul(self, other: Self) -> Self {
+    fn mul(self, other: Self) -> Self {
         #[cfg(all(
             target_arch = "x86_64",
             target_feature = "avx2",
@@ -189,7 +231,7 @@ impl Lanes16 {
 
     /// Lane-wise `self - other`.
     #[inline(always)]
-    pub(crate) fn sub(self, other: Self) -> Self {
+    fn sub(self, other: Self) -> Self {
         #[cfg(all(
             target_arch = "x86_64",
             target_feature = "avx2",
@@ -217,7 +259,7 @@ impl Lanes16 {
 
     /// Lane-wise maximum, with `maxps` semantics: `self` only where it is strictly greater.
     #[inline(always)]
-    pub(crate) fn max(self, other: Self) -> Self {
+    fn max(self, other: Self) -> Self {
         #[cfg(all(
             target_arch = "x86_64",
             target_feature = "avx2",
@@ -249,31 +291,9 @@ impl Lanes16 {
         }
     }
 
-    /// The 16 lanes reduced pairwise in a fixed tree: l and l+8, then l and l+4, l+2, l+1.
-    #[inline(always)]
-    fn reduce(self, op: impl Fn(f32, f32) -> f32) -> f32 {
-        let a = self.to_array();
-        let s8: [f32; 8] = std::array::from_fn(|l| op(a[l], a[l + 8]));
-        let s4: [f32; 4] = std::array::from_fn(|l| op(s8[l], s8[l + 4]));
-        let s2: [f32; 2] = std::array::from_fn(|l| op(s4[l], s4[l + 2]));
-        op(s2[0], s2[1])
-    }
-
-    /// Sum of the lanes, in `reduce`'s fixed order.
-    #[inline(always)]
-    pub(crate) fn sum(self) -> f32 {
-        self.reduce(|a, b| a + b)
-    }
-
-    /// Largest lane, with `max`'s semantics.
-    #[inline(always)]
-    pub(crate) fn max_lane(self) -> f32 {
-        self.reduce(|a, b| if a > b { a } else { b })
-    }
-
     /// `e^x` per lane for `x <= 0` (softmax arguments), as [`exp_lane`] computes it.
     #[inline(always)]
-    pub(crate) fn exp_nonpositive(self) -> Self {
+    fn exp_nonpositive(self) -> Self {
         #[cfg(all(
             target_arch = "x86_64",
             target_feature = "avx2",
@@ -315,7 +335,7 @@ impl Lanes16 {
     }
 
     #[inline(always)]
-    pub(crate) fn to_array(self) -> [f32; LANES] {
+    fn to_array(self) -> [f32; LANES] {
         #[cfg(all(
             target_arch = "x86_64",
             target_feature = "avx2",
@@ -340,12 +360,12 @@ impl Lanes16 {
     }
 }
 
-mod exp {
-    pub(super) const LOG2E: f32 = std::f32::consts::LOG2_E;
-    pub(super) const LN2_HI: f32 = 0.693_359_4;
-    pub(super) const LN2_LO: f32 = -2.121_944_4e-4;
+pub(crate) mod exp {
+    pub(crate) const LOG2E: f32 = std::f32::consts::LOG2_E;
+    pub(crate) const LN2_HI: f32 = 0.693_359_4;
+    pub(crate) const LN2_LO: f32 = -2.121_944_4e-4;
     /// Cephes' expf polynomial, highest degree first.
-    pub(super) const P: [f32; 6] = [
+    pub(crate) const P: [f32; 6] = [
         1.987_569_1e-4,
         1.398_199_9e-3,
         8.333_452e-3,
@@ -354,7 +374,7 @@ mod exp {
         0.5,
     ];
     /// Below this `e^x` leaves f32's normal range; softmax weights there are taken as zero.
-    pub(super) const FLOOR: f32 = -87.0;
+    pub(crate) const FLOOR: f32 = -87.0;
 }
 
 /// `e^x` for `x <= 0`: 0 below -87, else `2^n · p(r)` with `n = round(x·log2 e)`, `r = x - n·ln 2`

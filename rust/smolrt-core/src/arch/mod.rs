@@ -9,6 +9,7 @@ mod attention;
 mod embedding;
 mod isa;
 mod lanes;
+mod lanes512;
 mod linear;
 mod llama;
 mod ops;
