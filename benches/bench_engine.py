@@ -4,7 +4,8 @@ bandwidth limit, same file, same thread count, one run.
     python benches/bench_engine.py [--model PATH] [--threads N] [--repeats 3] [--no-grpc]
 
 Rows: single-stream decode (128 tokens after a short prompt), prefill of a 512-token prompt,
-aggregate decode of 8 concurrent generations through the scheduler, decode as a share of the
+aggregate decode of 8 concurrent generations through the scheduler (decode only, like the
+single-stream row, and over the whole wall time with the prefill), decode as a share of the
 bandwidth limit, single-stream gRPC ÷ in-process (benches/bench_grpc.py in a subprocess), and
 resident memory after `Engine.load` with an empty KV pool (a fresh subprocess).
 
@@ -100,7 +101,7 @@ def grpc_ratio(model: Path, threads: int, n_decode: int, repeats: int) -> float 
 
 def bench_smolrt(model: Path, prompt_ids: list[int], short_ids: list[int], n_decode: int, repeats: int,
                  streams: int):
-    from smolrt import Engine, Finished, cpu_features
+    from smolrt import Delta, Engine, Finished, cpu_features
 
     t0 = time.perf_counter()
     engine = Engine.load(model)
@@ -116,21 +117,40 @@ def bench_smolrt(model: Path, prompt_ids: list[int], short_ids: list[int], n_dec
     prefill = max(len(prompt_ids) / run(prompt_ids, 1).timings.prefill_s for _ in range(repeats))
     decode = max(run(short_ids, n_decode).timings.decode_tokens_per_s for _ in range(repeats))
 
-    def aggregate_once() -> float:
+    def timed_run(ids: list[int]) -> tuple[int, float, float]:
+        """(completion tokens, time of the first token, time of the last event)."""
+        first = None
+        for ev in engine.generate(ids, max_tokens=n_decode, temperature=0, ignore_eos=True):
+            if first is None and isinstance(ev, Delta) and ev.token_ids:
+                first = time.perf_counter()
+            if isinstance(ev, Finished):
+                assert first is not None
+                return ev.usage.completion_tokens, first, time.perf_counter()
+        raise AssertionError("stream ended without Finished")
+
+    def aggregate_once() -> tuple[float, float]:
+        """8 streams at once: (decode tok/s, tok/s over the whole wall time). Decode counts
+        the tokens after each stream's first, over the time from the first first-token to the
+        last finish, like the single-stream decode figure leaves its prefill out."""
         # Each stream's own prompt (a different last token), so no two are the same request.
         prompts = [short_ids[:-1] + [short_ids[-1] + i] for i in range(streams)]
         t0 = time.perf_counter()
         with ThreadPoolExecutor(streams) as pool:
-            done = list(pool.map(lambda ids: run(ids, n_decode), prompts))
+            done = list(pool.map(timed_run, prompts))
         wall = time.perf_counter() - t0
-        return sum(f.usage.completion_tokens for f in done) / wall
+        tokens = sum(n for n, _, _ in done)
+        window = max(end for _, _, end in done) - min(first for _, first, _ in done)
+        return (tokens - len(done)) / window, tokens / wall
 
-    aggregate = max(aggregate_once() for _ in range(repeats))
+    runs = [aggregate_once() for _ in range(repeats)]
+    aggregate = max(r[0] for r in runs)
+    aggregate_wall = max(r[1] for r in runs)
     engine.close()
     return {
         "prefill": prefill,
         "decode": decode,
         "aggregate": aggregate,
+        "aggregate_wall": aggregate_wall,
         "load_s": load_s,
         "kernels": ",".join(cpu_features()) or "scalar",
     }
@@ -223,6 +243,8 @@ def main() -> int:
          f(ours["prefill"] / ref["prefill"], ".2f") + "x vs llama.cpp" if ref else na, ">= 2x llama.cpp"),
         (f"aggregate decode tok/s, {args.streams} streams", f(ours["aggregate"]), "", "",
          f(ours["aggregate"] / ours["decode"], ".2f") + "x 1 stream", ">= 4x 1 stream"),
+        ("  same, wall time incl. prefill", f(ours["aggregate_wall"]), "", "",
+         f(ours["aggregate_wall"] / ours["decode"], ".2f") + "x 1 stream", ""),
         ("decode share of bandwidth limit", f(100 * ours["decode"] / limit, ".0f") + "%",
          f(100 * ref["decode"] / limit, ".0f") + "%" if ref else na, "100%", "", "> 50%"),
         ("1-stream tok/s gRPC / in-process", f(ratio_grpc, ".3f"), "", "", "", ">= 0.97"),
