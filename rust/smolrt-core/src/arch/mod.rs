@@ -1,8 +1,10 @@
 //! The forward pass of llama-family models over a paged KV cache.
 //!
-//! Matmuls run on the whole batch at once, through our integer kernels for Q4_1 and Q8_0 (16-row panels, AVX-512 VNNI or AVX2 chosen at run time) and
-//! candle's quantized kernels for other types; everything between
-//! them (norms, rope, attention, SwiGLU) is plain Rust over f32 slices.
+//! Matmuls run on the whole batch at once, through our integer kernels for Q4_1 and Q8_0
+//! (16-row panels, AVX-512 VNNI or AVX2 chosen at run time) and candle's quantized kernels for
+//! other types. Attention runs on 16-lane vectors (AVX-512 or AVX2, also chosen at run time);
+//! the rest between the matmuls (norms, rope, SwiGLU) is plain Rust over f32 slices. Every
+//! instruction set gives the same bits.
 
 mod act_blocks;
 mod attention;

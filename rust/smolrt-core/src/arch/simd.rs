@@ -1,9 +1,10 @@
 //! The report of which kernels this process runs (benchmarks print it, so a scalar fallback
 //! never goes unnoticed), and the prefetch hint the matmul driver uses.
 
-/// The instruction-set extensions the matmul kernels use in this process, e.g. `["avx2", "fma",
-/// "f16c", "avx512bw", "avx512vnni"]`: the activation quantizer's and attention's compile-time set
-/// plus the panel kernels' run-time choice. Empty when everything runs the portable scalar code.
+/// The instruction-set extensions smolrt's kernels use in this process, e.g. `["avx2", "fma",
+/// "f16c", "avx512f", "avx512bw", "avx512vnni"]`: the build's compile-time set (activation
+/// quantizer, the AVX2 attention lanes) plus the run-time choice for the panel matmuls and
+/// attention. Empty when everything runs the portable scalar code.
 pub fn kernel_features() -> Vec<&'static str> {
     let mut used = Vec::new();
     #[cfg(all(
