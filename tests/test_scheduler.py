@@ -164,3 +164,25 @@ def test_close_cancels_what_runs_and_refuses_new_work() -> None:
     assert evs[-1][0] == "finished" and evs[-1][2] == "cancelled"
     with pytest.raises(Exception, match="closed"):
         sched.submit([1], {}, Collector())
+
+
+def test_a_submit_admitted_while_closing_is_cancelled_and_refused() -> None:
+    native = ScriptedNative(n=10**9)
+    native.admit_gate = threading.Event()
+    sched = Scheduler(native)
+    errors: list[BaseException] = []
+
+    def submit() -> None:
+        try:
+            sched.submit([1], {}, Collector())
+        except BaseException as exc:  # noqa: BLE001 - collected for the assertion
+            errors.append(exc)
+
+    t = threading.Thread(target=submit)
+    t.start()
+    time.sleep(0.05)  # admitted by the engine, not yet registered
+    sched.close()
+    native.admit_gate.set()
+    t.join(5)
+    assert errors and "closed" in str(errors[0])
+    assert native.progress == {}, "the admitted sequence was left running in the engine"

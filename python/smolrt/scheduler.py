@@ -63,6 +63,10 @@ class Scheduler:
             raise UnavailableError("the engine is closed")
         seq: int = self._native.add_request(list(prompt), params, session)
         with self._lock:
+            if self._closed:
+                # closed while this was being admitted: the stepping thread may be gone
+                self._native.cancel(seq)
+                raise UnavailableError("the engine is closed")
             if seq in self._gone:
                 self._gone.discard(seq)
             else:
@@ -84,7 +88,7 @@ class Scheduler:
                 self._wake.notify()
 
     def add_finished_listener(self, listener: Callable[[Finished], None]) -> None:
-        """Call `listener` (on the scheduler thread; it must not block) with every generation's
+        """Call `listener` (on the dispatcher thread; it must not block) with every generation's
         Finished event, whoever started it."""
         self._finished_listeners.append(listener)
 
