@@ -22,12 +22,18 @@ pub(crate) struct Heads {
 
 /// Below this many multiply-adds a pool round trip costs more than it saves (short decode).
 const PARALLEL_MIN_WORK: usize = 1 << 15;
+/// Query heads per grouped unit at most: four heads' eight score chains and value sums (16
+/// vectors) fit AVX-512's 32 registers beside the loaded keys.
+const MAX_GROUP: usize = 4;
+/// Grouped units only when there are at least this many, so both cores get a fair share.
+const MIN_GROUPED_UNITS: usize = 8;
 
 /// For every row and head: `out = softmax(q·Kᵀ / √head_dim) · V` over the row's visible
 /// positions. `qkv` rows are `q_stride` apart and start with the row's query heads; `out` is
 /// `[rows][n_head * head_dim]`. Work units are (row, head), so a long single-sequence decode and a
-/// many-sequence batch both spread over the cores; each unit is computed the same way whatever
-/// else is in the batch.
+/// many-sequence batch both spread over the cores — or, with AVX-512 and enough rows, (row, kv
+/// head) with its query heads together. Each head is computed by the same operations whatever
+/// unit, instruction set or batch it falls in.
 pub(crate) fn attend(
     pool: &KvBlockPool,
     layer: usize,
@@ -57,28 +63,51 @@ fn attend_with(
     let group = heads.n_head / heads.n_head_kv;
     let scale = 1.0 / (hd as f32).sqrt();
     let work: usize = rows.iter().map(|r| r.pos + 1).sum::<usize>() * heads.n_head * hd;
+    // With AVX-512 and enough units for both cores, one unit per (row, kv head): its query heads
+    // together, each key and value vector loaded once for all of them. Same bits either way.
+    let grouped = isa == Isa::Avx512Vnni
+        && (2..=MAX_GROUP).contains(&group)
+        && rows.len() * heads.n_head_kv >= MIN_GROUPED_UNITS;
+    let per_unit = if grouped { group } else { 1 };
+    let units_per_row = heads.n_head / per_unit;
     let unit = |scores: &mut Vec<f32>, u: usize, dst: &mut [f32]| {
-        let (r, h) = (u / heads.n_head, u % heads.n_head);
+        let (r, h0) = (u / units_per_row, (u % units_per_row) * per_unit);
         let row = &rows[r];
-        let q = &qkv[r * q_stride + h * hd..r * q_stride + (h + 1) * hd];
-        let kv_off = (h / group) * hd;
-        match isa {
-            // SAFETY: callers pass only an `isa` the CPU supports.
+        let q = |h: usize| &qkv[r * q_stride + h * hd..r * q_stride + (h + 1) * hd];
+        let kv_off = (h0 / group) * hd;
+        match (isa, per_unit) {
+            // SAFETY (each arm): callers pass only an `isa` the CPU supports.
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx512Vnni => unsafe {
-                head_attention_avx512(pool, layer, row, q, kv_off, scale, scores, dst)
+            (Isa::Avx512Vnni, 1) => unsafe {
+                head_attention_avx512(pool, layer, row, q(h0), kv_off, scale, scores, dst)
             },
-            _ => head_attention::<Lanes16>(pool, layer, row, q, kv_off, scale, scores, dst),
+            #[cfg(target_arch = "x86_64")]
+            (Isa::Avx512Vnni, 2) => unsafe {
+                let qs = [q(h0), q(h0 + 1)];
+                group_attention_avx512(pool, layer, row, qs, kv_off, scale, scores, dst)
+            },
+            #[cfg(target_arch = "x86_64")]
+            (Isa::Avx512Vnni, 3) => unsafe {
+                let qs = [q(h0), q(h0 + 1), q(h0 + 2)];
+                group_attention_avx512(pool, layer, row, qs, kv_off, scale, scores, dst)
+            },
+            #[cfg(target_arch = "x86_64")]
+            (Isa::Avx512Vnni, _) => unsafe {
+                let qs = [q(h0), q(h0 + 1), q(h0 + 2), q(h0 + 3)];
+                group_attention_avx512(pool, layer, row, qs, kv_off, scale, scores, dst)
+            },
+            _ => head_attention::<Lanes16>(pool, layer, row, q(h0), kv_off, scale, scores, dst),
         }
     };
+    let unit_len = per_unit * hd;
     if work < PARALLEL_MIN_WORK {
         let mut scores = Vec::new();
-        for (u, dst) in out.chunks_exact_mut(hd).enumerate() {
+        for (u, dst) in out.chunks_exact_mut(unit_len).enumerate() {
             unit(&mut scores, u, dst);
         }
     } else {
-        let units = out.len() / hd;
-        for_each_piece(out, (0..units).map(|_| hd), Vec::new, unit);
+        let units = out.len() / unit_len;
+        for_each_piece(out, (0..units).map(|_| unit_len), Vec::new, unit);
     }
 }
 
@@ -133,20 +162,7 @@ fn head_attention<L: Lanes>(
             scores[base + c..base + c + n].copy_from_slice(&lanes[..n]);
         }
     }
-    let mut max = L::splat(f32::NEG_INFINITY);
-    for chunk in scores.chunks_exact_mut(LANES) {
-        let scaled = L::load(chunk).mul(L::splat(scale));
-        chunk.copy_from_slice(&scaled.to_array());
-        max = max.max(scaled);
-    }
-    let max = L::splat(max.max_lane());
-    let mut sum = L::zero();
-    for chunk in scores.chunks_exact_mut(LANES) {
-        let e = L::load(chunk).sub(max).exp_nonpositive();
-        chunk.copy_from_slice(&e.to_array());
-        sum = sum.add(e);
-    }
-    let sum = sum.sum();
+    let sum = softmax::<L>(scores, scale);
     // The weighted sum of values in one pass over the positions, 64 output dimensions (four
     // register accumulators, four independent add chains) at a time; a head size that is not
     // a multiple of 64 finishes 16 (or fewer) dimensions at a time. Every output is one chain
@@ -180,6 +196,147 @@ fn head_attention<L: Lanes>(
             *o = s * inv;
         }
         c += w;
+    }
+}
+
+/// Scales `scores` (whole 16-lane chunks) by `scale` and replaces them with `e^(s - max)`;
+/// returns their sum, reduced in a fixed order.
+#[inline(always)]
+fn softmax<L: Lanes>(scores: &mut [f32], scale: f32) -> f32 {
+    let mut max = L::splat(f32::NEG_INFINITY);
+    for chunk in scores.chunks_exact_mut(LANES) {
+        let scaled = L::load(chunk).mul(L::splat(scale));
+        chunk.copy_from_slice(&scaled.to_array());
+        max = max.max(scaled);
+    }
+    let max = L::splat(max.max_lane());
+    let mut sum = L::zero();
+    for chunk in scores.chunks_exact_mut(LANES) {
+        let e = L::load(chunk).sub(max).exp_nonpositive();
+        chunk.copy_from_slice(&e.to_array());
+        sum = sum.add(e);
+    }
+    sum.sum()
+}
+
+/// `G` query heads sharing one kv head, for AVX-512: the same operations per head as
+/// `head_attention` (so the same bits), but each key and value vector is loaded once for all
+/// `G` heads. The four accumulator chains are separate arrays indexed only by the (unrolled)
+/// head loop, so they stay in registers.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn group_attention_avx512<const G: usize>(
+    pool: &KvBlockPool,
+    layer: usize,
+    row: &RowCtx<'_>,
+    qs: [&[f32]; G],
+    kv_off: usize,
+    scale: f32,
+    scores: &mut Vec<f32>,
+    out: &mut [f32],
+) {
+    type L = super::lanes512::Lanes512;
+    let hd = qs[0].len();
+    if !hd.is_multiple_of(4 * LANES) || !pool.block_size().is_multiple_of(LANES) {
+        // the shapes this path does not cover go head by head
+        for (h, q) in qs.iter().enumerate() {
+            let dst = &mut out[h * hd..(h + 1) * hd];
+            head_attention::<L>(pool, layer, row, q, kv_off, scale, scores, dst);
+        }
+        return;
+    }
+    let bs = pool.block_size();
+    let kv_dim = pool.kv_dim();
+    let n_pos = row.pos + 1;
+    let padded = n_pos.next_multiple_of(LANES);
+    scores.clear();
+    scores.resize(G * padded, f32::NEG_INFINITY);
+    for (b, &block) in row.blocks.iter().enumerate().take(n_pos.div_ceil(bs)) {
+        let keys = pool.keys(layer, block);
+        let base = b * bs;
+        let in_block = bs.min(n_pos - base);
+        for c in (0..in_block).step_by(LANES) {
+            let n = LANES.min(in_block - c);
+            let (mut a0, mut a1, mut a2, mut a3) = (
+                [L::zero(); G],
+                [L::zero(); G],
+                [L::zero(); G],
+                [L::zero(); G],
+            );
+            let mut at = kv_off * bs + c;
+            for d in (0..hd).step_by(4) {
+                let k = L::load(&keys[at..]);
+                for h in 0..G {
+                    a0[h].fma_with(qs[h][d], k);
+                }
+                let k = L::load(&keys[at + bs..]);
+                for h in 0..G {
+                    a1[h].fma_with(qs[h][d + 1], k);
+                }
+                let k = L::load(&keys[at + 2 * bs..]);
+                for h in 0..G {
+                    a2[h].fma_with(qs[h][d + 2], k);
+                }
+                let k = L::load(&keys[at + 3 * bs..]);
+                for h in 0..G {
+                    a3[h].fma_with(qs[h][d + 3], k);
+                }
+                at += 4 * bs;
+            }
+            for h in 0..G {
+                let lanes = a0[h].add(a1[h]).add(a2[h].add(a3[h])).to_array();
+                let at = h * padded + base + c;
+                scores[at..at + n].copy_from_slice(&lanes[..n]);
+            }
+        }
+    }
+    let mut inv = [0f32; G];
+    for (h, inv) in inv.iter_mut().enumerate() {
+        *inv = 1.0 / softmax::<L>(&mut scores[h * padded..(h + 1) * padded], scale);
+    }
+    for c in (0..hd).step_by(4 * LANES) {
+        let (mut v0, mut v1, mut v2, mut v3) = (
+            [L::zero(); G],
+            [L::zero(); G],
+            [L::zero(); G],
+            [L::zero(); G],
+        );
+        for (b, &block) in row.blocks.iter().enumerate().take(n_pos.div_ceil(bs)) {
+            let values = pool.values(layer, block);
+            let base = b * bs;
+            for slot in 0..bs.min(n_pos - base) {
+                let v = &values[slot * kv_dim + kv_off + c..][..4 * LANES];
+                let mut p = [0f32; G];
+                for (h, p) in p.iter_mut().enumerate() {
+                    *p = scores[h * padded + base + slot];
+                }
+                let x = L::load(v);
+                for h in 0..G {
+                    v0[h].fma_with(p[h], x);
+                }
+                let x = L::load(&v[LANES..]);
+                for h in 0..G {
+                    v1[h].fma_with(p[h], x);
+                }
+                let x = L::load(&v[2 * LANES..]);
+                for h in 0..G {
+                    v2[h].fma_with(p[h], x);
+                }
+                let x = L::load(&v[3 * LANES..]);
+                for h in 0..G {
+                    v3[h].fma_with(p[h], x);
+                }
+            }
+        }
+        for h in 0..G {
+            for (k, acc) in [v0[h], v1[h], v2[h], v3[h]].into_iter().enumerate() {
+                let at = h * hd + c + k * LANES;
+                for (o, s) in out[at..at + LANES].iter_mut().zip(acc.to_array()) {
+                    *o = s * inv[h];
+                }
+            }
+        }
     }
 }
 
@@ -280,7 +437,8 @@ mod tests {
             seed ^= seed << 5;
             seed as f32 / u32::MAX as f32 * 2.0 - 1.0
         };
-        for (n_head, n_head_kv, hd) in [(4, 2, 40), (3, 3, 64)] {
+        for (n_head, n_head_kv, hd) in [(4, 2, 40), (3, 3, 64), (6, 2, 64), (8, 2, 128), (5, 1, 32)]
+        {
             let cfg = config(n_head, n_head_kv, hd);
             let (q_dim, kv_dim) = (n_head * hd, n_head_kv * hd);
             let n = 45;

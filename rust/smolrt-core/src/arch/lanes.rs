@@ -41,6 +41,8 @@ pub(crate) trait Lanes: Copy {
     fn to_array(self) -> [f32; LANES];
     /// `self[l] = w · x[l] + self[l]`, one fused multiply-add per lane; `x` holds at least 16.
     fn fma(&mut self, w: f32, x: &[f32]);
+    /// `self[l] = w · x[l] + self[l]` with `x` already loaded: the same fused operation.
+    fn fma_with(&mut self, w: f32, x: Self);
     fn add(self, other: Self) -> Self;
     fn sub(self, other: Self) -> Self;
     fn mul(self, other: Self) -> Self;
@@ -122,6 +124,28 @@ impl Lanes for Lanes16 {
     }
 
     /// Lane-wise sum.
+    #[inline(always)]
+    fn fma_with(&mut self, w: f32, x: Self) {
+        #[cfg(all(
+            target_arch = "x86_64",
+            target_feature = "avx2",
+            target_feature = "fma"
+        ))]
+        unsafe {
+            let w = _mm256_set1_ps(w);
+            self.v[0] = _mm256_fmadd_ps(w, x.v[0], self.v[0]);
+            self.v[1] = _mm256_fmadd_ps(w, x.v[1], self.v[1]);
+        }
+        #[cfg(not(all(
+            target_arch = "x86_64",
+            target_feature = "avx2",
+            target_feature = "fma"
+        )))]
+        for (a, &v) in self.v.iter_mut().zip(&x.v) {
+            *a = w.mul_add(v, *a);
+        }
+    }
+
     #[inline(always)]
     fn add(self, other: Self) -> Self {
         #[cfg(all(

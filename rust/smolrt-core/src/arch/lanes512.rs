@@ -47,6 +47,11 @@ impl Lanes for Lanes512 {
     }
 
     #[inline(always)]
+    fn fma_with(&mut self, w: f32, x: Self) {
+        self.0 = unsafe { _mm512_fmadd_ps(_mm512_set1_ps(w), x.0, self.0) };
+    }
+
+    #[inline(always)]
     fn add(self, other: Self) -> Self {
         Self(unsafe { _mm512_add_ps(self.0, other.0) })
     }
