@@ -17,6 +17,16 @@ pub(crate) struct ActBlock {
     pub qs: [i8; QK],
 }
 
+impl ActBlock {
+    /// Quants `j..j + 4` as one i32 (little-endian), the four bytes a kernel broadcasts to
+    /// every 32-bit lane.
+    #[inline(always)]
+    pub(crate) fn quad(&self, j: usize) -> i32 {
+        let q = &self.qs[j..j + 4];
+        i32::from_le_bytes([q[0] as u8, q[1] as u8, q[2] as u8, q[3] as u8])
+    }
+}
+
 /// Quantizes each `n_in`-long row of `x` (`n_in` a multiple of 32) to blocks, rounding to
 /// nearest even as ggml's x86 quantize_row_q8_0/q8_1 do.
 #[cfg(test)]

@@ -29,9 +29,41 @@ pub(crate) trait PanelBlock: Copy + Send + Sync + 'static {
     fn pack(rows: [&[u8]; PANEL]) -> Self;
     /// The 32 values row `c` (lane `c`) holds in this panel, in f32.
     fn dequantize_lane(&self, c: usize) -> [f32; QK];
-    /// `out[r][c]` = row `c` of the panels (one per block) · activation row `r`.
-    /// `isa` must be one the CPU supports (as `isa()` or `isa::available()` report).
-    fn dot<const R: usize>(isa: Isa, panels: &[Self], acts: [&[ActBlock]; R]) -> [[f32; PANEL]; R];
+    /// `out[r][c]` = row `c` of the panels (one per block) · activation row `r`, in portable
+    /// Rust: the reference the SIMD kernels reproduce bit for bit.
+    fn dot_scalar<const R: usize>(panels: &[Self], acts: [&[ActBlock]; R]) -> [[f32; PANEL]; R];
+    /// `dot_scalar` in AVX2. Safety: the CPU has AVX2, FMA and F16C; every activation row
+    /// holds one block per panel.
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn dot_avx2<const R: usize>(
+        panels: &[Self],
+        acts: [&[ActBlock]; R],
+    ) -> [[f32; PANEL]; R];
+    /// `dot_scalar` in AVX-512 VNNI. Safety: the CPU has it; row lengths as for `dot_avx2`.
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn dot_avx512<const R: usize>(
+        panels: &[Self],
+        acts: [&[ActBlock]; R],
+    ) -> [[f32; PANEL]; R];
+
+    /// `dot_scalar` with the kernel set `isa`, which must be one the CPU supports (as `isa()`
+    /// or `isa::available()` report).
+    #[inline]
+    fn dot<const R: usize>(isa: Isa, panels: &[Self], acts: [&[ActBlock]; R]) -> [[f32; PANEL]; R] {
+        assert!(
+            acts.iter().all(|a| a.len() == panels.len()),
+            "activation rows must hold one block per panel"
+        );
+        match isa {
+            // SAFETY: the caller passes only an `isa` the CPU supports, and the lengths are
+            // checked above.
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512Vnni => unsafe { Self::dot_avx512(panels, acts) },
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => unsafe { Self::dot_avx2(panels, acts) },
+            _ => Self::dot_scalar(panels, acts),
+        }
+    }
 }
 
 thread_local! {

@@ -6,7 +6,6 @@
 use half::f16;
 
 use super::act_blocks::{ActBlock, QK};
-use super::isa::Isa;
 use super::panels::{PanelBlock, PanelMatrix, PANEL};
 
 pub(crate) type Q4_1Matrix = PanelMatrix<Q4_1Panel>;
@@ -68,31 +67,31 @@ impl PanelBlock for Q4_1Panel {
         })
     }
 
-    #[inline]
-    fn dot<const R: usize>(isa: Isa, panels: &[Self], acts: [&[ActBlock]; R]) -> [[f32; PANEL]; R] {
-        assert!(
-            acts.iter().all(|a| a.len() == panels.len()),
-            "activation rows must hold one block per panel"
-        );
-        match isa {
-            // SAFETY: the caller passes only an `isa` the CPU supports, and the lengths are
-            // checked above.
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx512Vnni => unsafe { super::q4_1_simd::dot_avx512(panels, acts) },
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => unsafe { super::q4_1_simd::dot_avx2(panels, acts) },
-            _ => dot_scalar(panels, acts),
-        }
+    fn dot_scalar<const R: usize>(panels: &[Self], acts: [&[ActBlock]; R]) -> [[f32; PANEL]; R] {
+        dot_scalar(panels, acts)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn dot_avx2<const R: usize>(
+        panels: &[Self],
+        acts: [&[ActBlock]; R],
+    ) -> [[f32; PANEL]; R] {
+        super::q4_1_simd::dot_avx2(panels, acts)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn dot_avx512<const R: usize>(
+        panels: &[Self],
+        acts: [&[ActBlock]; R],
+    ) -> [[f32; PANEL]; R] {
+        super::q4_1_simd::dot_avx512(panels, acts)
     }
 }
 
 /// Per block and lane: `acc = f32(Σ q_w·q_a) · (d_w·d_a) + acc`, then `acc = m_w · s_a + acc`,
 /// both fused multiply-adds. The SIMD kernels perform exactly these operations per lane, so all
 /// three agree bit for bit.
-pub(crate) fn dot_scalar<const R: usize>(
-    panels: &[Q4_1Panel],
-    acts: [&[ActBlock]; R],
-) -> [[f32; PANEL]; R] {
+fn dot_scalar<const R: usize>(panels: &[Q4_1Panel], acts: [&[ActBlock]; R]) -> [[f32; PANEL]; R] {
     let mut out = [[0f32; PANEL]; R];
     for (i, p) in panels.iter().enumerate() {
         for (acc_row, a) in out.iter_mut().zip(acts.iter().map(|row| &row[i])) {

@@ -15,12 +15,6 @@ use super::act_blocks::ActBlock;
 use super::panels::PANEL;
 use super::q4_1::Q4_1Panel;
 
-/// Four activation quants starting at `j`, in every 32-bit lane.
-#[inline(always)]
-unsafe fn quad(a: &ActBlock, j: usize) -> i32 {
-    (a.qs.as_ptr().add(j) as *const i32).read_unaligned()
-}
-
 /// 16 lanes, one per panel row: `vpdpbusd` multiplies each lane's 4 unsigned weight nibbles by
 /// the 4 broadcast activation bytes and adds the four products into the lane's i32.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,fma,f16c")]
@@ -40,8 +34,8 @@ pub(super) unsafe fn dot_avx512<const R: usize>(
             let hi = _mm512_and_si512(_mm512_srli_epi16(packed, 4), nibble);
             for r in 0..R {
                 let a = acts[r].get_unchecked(i);
-                isum[r] = _mm512_dpbusd_epi32(isum[r], lo, _mm512_set1_epi32(quad(a, 4 * k)));
-                isum[r] = _mm512_dpbusd_epi32(isum[r], hi, _mm512_set1_epi32(quad(a, 16 + 4 * k)));
+                isum[r] = _mm512_dpbusd_epi32(isum[r], lo, _mm512_set1_epi32(a.quad(4 * k)));
+                isum[r] = _mm512_dpbusd_epi32(isum[r], hi, _mm512_set1_epi32(a.quad(16 + 4 * k)));
             }
         }
         for r in 0..R {
@@ -82,8 +76,8 @@ pub(super) unsafe fn dot_avx2<const R: usize>(
                 let hi = _mm256_and_si256(_mm256_srli_epi16(packed, 4), nibble);
                 for r in 0..R {
                     let a = acts[r].get_unchecked(i);
-                    let plo = _mm256_maddubs_epi16(lo, _mm256_set1_epi32(quad(a, 4 * k)));
-                    let phi = _mm256_maddubs_epi16(hi, _mm256_set1_epi32(quad(a, 16 + 4 * k)));
+                    let plo = _mm256_maddubs_epi16(lo, _mm256_set1_epi32(a.quad(4 * k)));
+                    let phi = _mm256_maddubs_epi16(hi, _mm256_set1_epi32(a.quad(16 + 4 * k)));
                     sum16[r] = _mm256_add_epi16(sum16[r], _mm256_add_epi16(plo, phi));
                 }
             }

@@ -7,7 +7,6 @@
 use half::f16;
 
 use super::act_blocks::{ActBlock, QK};
-use super::isa::Isa;
 use super::panels::{PanelBlock, PanelMatrix, PANEL};
 
 pub(crate) type Q8_0Matrix = PanelMatrix<Q8_0Panel>;
@@ -49,30 +48,30 @@ impl PanelBlock for Q8_0Panel {
         std::array::from_fn(|j| self.qs[64 * (j / 4) + 4 * c + j % 4] as f32 * d)
     }
 
-    #[inline]
-    fn dot<const R: usize>(isa: Isa, panels: &[Self], acts: [&[ActBlock]; R]) -> [[f32; PANEL]; R] {
-        assert!(
-            acts.iter().all(|a| a.len() == panels.len()),
-            "activation rows must hold one block per panel"
-        );
-        match isa {
-            // SAFETY: the caller passes only an `isa` the CPU supports, and the lengths are
-            // checked above.
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx512Vnni => unsafe { super::q8_0_simd::dot_avx512(panels, acts) },
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => unsafe { super::q8_0_simd::dot_avx2(panels, acts) },
-            _ => dot_scalar(panels, acts),
-        }
+    fn dot_scalar<const R: usize>(panels: &[Self], acts: [&[ActBlock]; R]) -> [[f32; PANEL]; R] {
+        dot_scalar(panels, acts)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn dot_avx2<const R: usize>(
+        panels: &[Self],
+        acts: [&[ActBlock]; R],
+    ) -> [[f32; PANEL]; R] {
+        super::q8_0_simd::dot_avx2(panels, acts)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn dot_avx512<const R: usize>(
+        panels: &[Self],
+        acts: [&[ActBlock]; R],
+    ) -> [[f32; PANEL]; R] {
+        super::q8_0_simd::dot_avx512(panels, acts)
     }
 }
 
 /// Per block and lane: `acc = f32(Σ q_w·q_a) · (d_w·d_a) + acc`, one fused multiply-add; the
 /// SIMD kernels perform exactly this per lane, so all agree bit for bit.
-pub(crate) fn dot_scalar<const R: usize>(
-    panels: &[Q8_0Panel],
-    acts: [&[ActBlock]; R],
-) -> [[f32; PANEL]; R] {
+fn dot_scalar<const R: usize>(panels: &[Q8_0Panel], acts: [&[ActBlock]; R]) -> [[f32; PANEL]; R] {
     let mut out = [[0f32; PANEL]; R];
     for (i, p) in panels.iter().enumerate() {
         for (acc_row, a) in out.iter_mut().zip(acts.iter().map(|row| &row[i])) {

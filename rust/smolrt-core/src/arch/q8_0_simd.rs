@@ -15,12 +15,6 @@ use super::act_blocks::ActBlock;
 use super::panels::PANEL;
 use super::q8_0::Q8_0Panel;
 
-/// Four activation quants starting at `j`, in every 32-bit lane.
-#[inline(always)]
-unsafe fn quad(a: &ActBlock, j: usize) -> i32 {
-    (a.qs.as_ptr().add(j) as *const i32).read_unaligned()
-}
-
 /// `vpdpbusd` wants one unsigned operand: the weights are biased to u8 (q + 128, a sign-bit
 /// flip) and 128 · Σ q_a, exact in i32, is taken back out of each lane's sum.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,fma,f16c")]
@@ -38,7 +32,7 @@ pub(super) unsafe fn dot_avx512<const R: usize>(
             let u = _mm512_xor_si512(q, bias);
             for r in 0..R {
                 let a = acts[r].get_unchecked(i);
-                isum[r] = _mm512_dpbusd_epi32(isum[r], u, _mm512_set1_epi32(quad(a, 4 * k)));
+                isum[r] = _mm512_dpbusd_epi32(isum[r], u, _mm512_set1_epi32(a.quad(4 * k)));
             }
         }
         for r in 0..R {
@@ -74,7 +68,7 @@ pub(super) unsafe fn dot_avx2<const R: usize>(
                 let q = _mm256_load_si256(at as *const __m256i);
                 let magnitude = _mm256_sign_epi8(q, q);
                 for r in 0..R {
-                    let a = _mm256_set1_epi32(quad(acts[r].get_unchecked(i), 4 * k));
+                    let a = _mm256_set1_epi32(acts[r].get_unchecked(i).quad(4 * k));
                     let pairs = _mm256_maddubs_epi16(magnitude, _mm256_sign_epi8(a, q));
                     isum[r] = _mm256_add_epi32(isum[r], _mm256_madd_epi16(pairs, ones));
                 }
