@@ -1,33 +1,12 @@
 //! Sixteen f32 lanes held in registers: the accumulators and the softmax of attention's inner
 //! loops. Written with AVX2 intrinsics where the build has them because the auto-vectorizer,
 //! given the same loops over `[f32; 16]`, sometimes kept the sums on the stack or fell back to
-//! scalar code. Both versions do the same operations per lane (fused where one is fused, the
-//! same reduction tree, the same exp polynomial), so they give the same bits.
-
-#[cfg(all(
-    target_arch = "x86_64",
-    target_feature = "avx2",
-    target_feature = "fma"
-))]
-use std::arch::x86_64::*;
+//! scalar code. Every implementation does the same operations per lane (fused where one is
+//! fused, the same reduction tree, the same exp polynomial), so they give the same bits.
 
 pub(crate) const LANES: usize = 16;
 
-#[derive(Clone, Copy)]
-pub(crate) struct Lanes16 {
-    #[cfg(all(
-        target_arch = "x86_64",
-        target_feature = "avx2",
-        target_feature = "fma"
-    ))]
-    v: [__m256; 2],
-    #[cfg(not(all(
-        target_arch = "x86_64",
-        target_feature = "avx2",
-        target_feature = "fma"
-    )))]
-    v: [f32; LANES],
-}
+pub(crate) use lanes16::Lanes16;
 
 /// Sixteen f32 lanes of some instruction set. Implementations do the same IEEE operation per
 /// lane for each method (the same fused multiply-adds, the same exp steps), so generic code
@@ -39,9 +18,7 @@ pub(crate) trait Lanes: Copy {
     /// The first 16 values of `x`.
     fn load(x: &[f32]) -> Self;
     fn to_array(self) -> [f32; LANES];
-    /// `self[l] = w · x[l] + self[l]`, one fused multiply-add per lane; `x` holds at least 16.
-    fn fma(&mut self, w: f32, x: &[f32]);
-    /// `self[l] = w · x[l] + self[l]` with `x` already loaded: the same fused operation.
+    /// `self[l] = w · x[l] + self[l]`, one fused multiply-add per lane.
     fn fma_with(&mut self, w: f32, x: Self);
     fn add(self, other: Self) -> Self;
     fn sub(self, other: Self) -> Self;
@@ -50,6 +27,12 @@ pub(crate) trait Lanes: Copy {
     fn max(self, other: Self) -> Self;
     /// `e^x` per lane for `x <= 0` (softmax arguments), as [`exp_lane`] computes it.
     fn exp_nonpositive(self) -> Self;
+
+    /// `fma_with` of the first 16 values of `x`.
+    #[inline(always)]
+    fn fma(&mut self, w: f32, x: &[f32]) {
+        self.fma_with(w, Self::load(x));
+    }
 
     /// Sum of the lanes, in `reduce`'s fixed order.
     #[inline(always)]
@@ -73,313 +56,189 @@ fn reduce(a: [f32; LANES], op: impl Fn(f32, f32) -> f32) -> f32 {
     op(s2[0], s2[1])
 }
 
-// SAFETY (every unsafe block below): compiled only when the build enables avx2 and fma; loads
-// read 16 values from a slice checked to hold at least 16.
-impl Lanes for Lanes16 {
-    #[inline(always)]
-    fn zero() -> Self {
-        #[cfg(all(
-            target_arch = "x86_64",
-            target_feature = "avx2",
-            target_feature = "fma"
-        ))]
-        {
-            Self {
-                v: unsafe { [_mm256_setzero_ps(); 2] },
-            }
-        }
-        #[cfg(not(all(
-            target_arch = "x86_64",
-            target_feature = "avx2",
-            target_feature = "fma"
-        )))]
-        {
-            Self { v: [0.0; LANES] }
+/// AVX2: two 8-lane registers.
+// SAFETY (whole module): compiled only when the build enables avx2 and fma, so every intrinsic
+// is available; loads and stores touch 16 values of slices sliced to hold them.
+#[cfg(all(
+    target_arch = "x86_64",
+    target_feature = "avx2",
+    target_feature = "fma"
+))]
+mod lanes16 {
+    use std::arch::x86_64::*;
+
+    use super::{exp, Lanes, LANES};
+
+    #[derive(Clone, Copy)]
+    pub(crate) struct Lanes16([__m256; 2]);
+
+    impl Lanes16 {
+        #[inline(always)]
+        fn zip(self, other: Self, f: impl Fn(__m256, __m256) -> __m256) -> Self {
+            Self([f(self.0[0], other.0[0]), f(self.0[1], other.0[1])])
         }
     }
 
-    /// `self[l] = w · x[l] + self[l]`, one fused multiply-add per lane; `x` holds at least 16.
-    #[inline(always)]
-    fn fma(&mut self, w: f32, x: &[f32]) {
-        let x = &x[..LANES];
-        #[cfg(all(
-            target_arch = "x86_64",
-            target_feature = "avx2",
-            target_feature = "fma"
-        ))]
-        unsafe {
-            let w = _mm256_set1_ps(w);
-            let p = x.as_ptr();
-            self.v[0] = _mm256_fmadd_ps(w, _mm256_loadu_ps(p), self.v[0]);
-            self.v[1] = _mm256_fmadd_ps(w, _mm256_loadu_ps(p.add(8)), self.v[1]);
+    impl Lanes for Lanes16 {
+        #[inline(always)]
+        fn zero() -> Self {
+            Self(unsafe { [_mm256_setzero_ps(); 2] })
         }
-        #[cfg(not(all(
-            target_arch = "x86_64",
-            target_feature = "avx2",
-            target_feature = "fma"
-        )))]
-        for (a, &v) in self.v.iter_mut().zip(x) {
-            *a = w.mul_add(v, *a);
-        }
-    }
 
-    /// Lane-wise sum.
-    #[inline(always)]
-    fn fma_with(&mut self, w: f32, x: Self) {
-        #[cfg(all(
-            target_arch = "x86_64",
-            target_feature = "avx2",
-            target_feature = "fma"
-        ))]
-        unsafe {
-            let w = _mm256_set1_ps(w);
-            self.v[0] = _mm256_fmadd_ps(w, x.v[0], self.v[0]);
-            self.v[1] = _mm256_fmadd_ps(w, x.v[1], self.v[1]);
+        #[inline(always)]
+        fn splat(x: f32) -> Self {
+            Self(unsafe { [_mm256_set1_ps(x); 2] })
         }
-        #[cfg(not(all(
-            target_arch = "x86_64",
-            target_feature = "avx2",
-            target_feature = "fma"
-        )))]
-        for (a, &v) in self.v.iter_mut().zip(&x.v) {
-            *a = w.mul_add(v, *a);
-        }
-    }
 
-    #[inline(always)]
-    fn add(self, other: Self) -> Self {
-        #[cfg(all(
-            target_arch = "x86_64",
-            target_feature = "avx2",
-            target_feature = "fma"
-        ))]
-        unsafe {
-            Self {
-                v: [
-                    _mm256_add_ps(self.v[0], other.v[0]),
-                    _mm256_add_ps(self.v[1], other.v[1]),
-                ],
-            }
-        }
-        #[cfg(not(all(
-            target_arch = "x86_64",
-            target_feature = "avx2",
-            target_feature = "fma"
-        )))]
-        {
-            Self {
-                v: std::array::from_fn(|l| self.v[l] + other.v[l]),
-            }
-        }
-    }
-
-    /// The first 16 values of `x`.
-    #[inline(always)]
-    fn load(x: &[f32]) -> Self {
-        let x = &x[..LANES];
-        #[cfg(all(
-            target_arch = "x86_64",
-            target_feature = "avx2",
-            target_feature = "fma"
-        ))]
-        unsafe {
-            Self {
-                v: [
+        #[inline(always)]
+        fn load(x: &[f32]) -> Self {
+            let x = &x[..LANES];
+            Self(unsafe {
+                [
                     _mm256_loadu_ps(x.as_ptr()),
                     _mm256_loadu_ps(x.as_ptr().add(8)),
-                ],
-            }
+                ]
+            })
         }
-        #[cfg(not(all(
-            target_arch = "x86_64",
-            target_feature = "avx2",
-            target_feature = "fma"
-        )))]
-        {
-            Self {
-                v: std::array::from_fn(|l| x[l]),
-            }
-        }
-    }
 
-    /// Every lane `x`.
-    #[inline(always)]
-    fn splat(x: f32) -> Self {
-        #[cfg(all(
-            target_arch = "x86_64",
-            target_feature = "avx2",
-            target_feature = "fma"
-        ))]
-        unsafe {
-            Self {
-                v: [_mm256_set1_ps(x); 2],
-            }
-        }
-        #[cfg(not(all(
-            target_arch = "x86_64",
-            target_feature = "avx2",
-            target_feature = "fma"
-        )))]
-        {
-            Self { v: [x; LANES] }
-        }
-    }
-
-    /// Lane-wise `self · other`.
-    #[inline(always)]
-    fn mul(self, other: Self) -> Self {
-        #[cfg(all(
-            target_arch = "x86_64",
-            target_feature = "avx2",
-            target_feature = "fma"
-        ))]
-        unsafe {
-            Self {
-                v: [
-                    _mm256_mul_ps(self.v[0], other.v[0]),
-                    _mm256_mul_ps(self.v[1], other.v[1]),
-                ],
-            }
-        }
-        #[cfg(not(all(
-            target_arch = "x86_64",
-            target_feature = "avx2",
-            target_feature = "fma"
-        )))]
-        {
-            Self {
-                v: std::array::from_fn(|l| self.v[l] * other.v[l]),
-            }
-        }
-    }
-
-    /// Lane-wise `self - other`.
-    #[inline(always)]
-    fn sub(self, other: Self) -> Self {
-        #[cfg(all(
-            target_arch = "x86_64",
-            target_feature = "avx2",
-            target_feature = "fma"
-        ))]
-        unsafe {
-            Self {
-                v: [
-                    _mm256_sub_ps(self.v[0], other.v[0]),
-                    _mm256_sub_ps(self.v[1], other.v[1]),
-                ],
-            }
-        }
-        #[cfg(not(all(
-            target_arch = "x86_64",
-            target_feature = "avx2",
-            target_feature = "fma"
-        )))]
-        {
-            Self {
-                v: std::array::from_fn(|l| self.v[l] - other.v[l]),
-            }
-        }
-    }
-
-    /// Lane-wise maximum, with `maxps` semantics: `self` only where it is strictly greater.
-    #[inline(always)]
-    fn max(self, other: Self) -> Self {
-        #[cfg(all(
-            target_arch = "x86_64",
-            target_feature = "avx2",
-            target_feature = "fma"
-        ))]
-        unsafe {
-            Self {
-                v: [
-                    _mm256_max_ps(self.v[0], other.v[0]),
-                    _mm256_max_ps(self.v[1], other.v[1]),
-                ],
-            }
-        }
-        #[cfg(not(all(
-            target_arch = "x86_64",
-            target_feature = "avx2",
-            target_feature = "fma"
-        )))]
-        {
-            Self {
-                v: std::array::from_fn(|l| {
-                    if self.v[l] > other.v[l] {
-                        self.v[l]
-                    } else {
-                        other.v[l]
-                    }
-                }),
-            }
-        }
-    }
-
-    /// `e^x` per lane for `x <= 0` (softmax arguments), as [`exp_lane`] computes it.
-    #[inline(always)]
-    fn exp_nonpositive(self) -> Self {
-        #[cfg(all(
-            target_arch = "x86_64",
-            target_feature = "avx2",
-            target_feature = "fma"
-        ))]
-        unsafe {
-            let one = _mm256_set1_ps(1.0);
-            let v = self.v.map(|x| {
-                let n = _mm256_round_ps(
-                    _mm256_mul_ps(x, _mm256_set1_ps(exp::LOG2E)),
-                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC,
-                );
-                let r = _mm256_fmadd_ps(n, _mm256_set1_ps(-exp::LN2_HI), x);
-                let r = _mm256_fmadd_ps(n, _mm256_set1_ps(-exp::LN2_LO), r);
-                let mut y = _mm256_set1_ps(exp::P[0]);
-                for &c in &exp::P[1..] {
-                    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(c));
-                }
-                y = _mm256_fmadd_ps(y, _mm256_mul_ps(r, r), _mm256_add_ps(r, one));
-                let scale = _mm256_castsi256_ps(_mm256_slli_epi32(
-                    _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)),
-                    23,
-                ));
-                let keep = _mm256_cmp_ps(x, _mm256_set1_ps(exp::FLOOR), _CMP_GE_OQ);
-                _mm256_and_ps(_mm256_mul_ps(y, scale), keep)
-            });
-            Self { v }
-        }
-        #[cfg(not(all(
-            target_arch = "x86_64",
-            target_feature = "avx2",
-            target_feature = "fma"
-        )))]
-        {
-            Self {
-                v: self.v.map(exp_lane),
-            }
-        }
-    }
-
-    #[inline(always)]
-    fn to_array(self) -> [f32; LANES] {
-        #[cfg(all(
-            target_arch = "x86_64",
-            target_feature = "avx2",
-            target_feature = "fma"
-        ))]
-        {
+        #[inline(always)]
+        fn to_array(self) -> [f32; LANES] {
             let mut out = [0f32; LANES];
             unsafe {
-                _mm256_storeu_ps(out.as_mut_ptr(), self.v[0]);
-                _mm256_storeu_ps(out.as_mut_ptr().add(8), self.v[1]);
+                _mm256_storeu_ps(out.as_mut_ptr(), self.0[0]);
+                _mm256_storeu_ps(out.as_mut_ptr().add(8), self.0[1]);
             }
             out
         }
-        #[cfg(not(all(
-            target_arch = "x86_64",
-            target_feature = "avx2",
-            target_feature = "fma"
-        )))]
-        {
-            self.v
+
+        #[inline(always)]
+        fn fma_with(&mut self, w: f32, x: Self) {
+            let w = unsafe { _mm256_set1_ps(w) };
+            *self = x.zip(*self, |x, acc| unsafe { _mm256_fmadd_ps(w, x, acc) });
+        }
+
+        #[inline(always)]
+        fn add(self, other: Self) -> Self {
+            self.zip(other, |a, b| unsafe { _mm256_add_ps(a, b) })
+        }
+
+        #[inline(always)]
+        fn sub(self, other: Self) -> Self {
+            self.zip(other, |a, b| unsafe { _mm256_sub_ps(a, b) })
+        }
+
+        #[inline(always)]
+        fn mul(self, other: Self) -> Self {
+            self.zip(other, |a, b| unsafe { _mm256_mul_ps(a, b) })
+        }
+
+        #[inline(always)]
+        fn max(self, other: Self) -> Self {
+            self.zip(other, |a, b| unsafe { _mm256_max_ps(a, b) })
+        }
+
+        #[inline(always)]
+        fn exp_nonpositive(self) -> Self {
+            Self(self.0.map(|x| unsafe { exp8(x) }))
+        }
+    }
+
+    /// `exp_lane` on 8 lanes, step for step.
+    #[inline(always)]
+    unsafe fn exp8(x: __m256) -> __m256 {
+        let n = _mm256_round_ps(
+            _mm256_mul_ps(x, _mm256_set1_ps(exp::LOG2E)),
+            _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC,
+        );
+        let r = _mm256_fmadd_ps(n, _mm256_set1_ps(-exp::LN2_HI), x);
+        let r = _mm256_fmadd_ps(n, _mm256_set1_ps(-exp::LN2_LO), r);
+        let mut y = _mm256_set1_ps(exp::P[0]);
+        for &c in &exp::P[1..] {
+            y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(c));
+        }
+        y = _mm256_fmadd_ps(
+            y,
+            _mm256_mul_ps(r, r),
+            _mm256_add_ps(r, _mm256_set1_ps(1.0)),
+        );
+        let scale = _mm256_castsi256_ps(_mm256_slli_epi32(
+            _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)),
+            23,
+        ));
+        let keep = _mm256_cmp_ps(x, _mm256_set1_ps(exp::FLOOR), _CMP_GE_OQ);
+        _mm256_and_ps(_mm256_mul_ps(y, scale), keep)
+    }
+}
+
+/// Portable: sixteen f32s, one operation per lane.
+#[cfg(not(all(
+    target_arch = "x86_64",
+    target_feature = "avx2",
+    target_feature = "fma"
+)))]
+mod lanes16 {
+    use super::{exp_lane, Lanes, LANES};
+
+    #[derive(Clone, Copy)]
+    pub(crate) struct Lanes16([f32; LANES]);
+
+    impl Lanes16 {
+        #[inline(always)]
+        fn zip(self, other: Self, f: impl Fn(f32, f32) -> f32) -> Self {
+            Self(std::array::from_fn(|l| f(self.0[l], other.0[l])))
+        }
+    }
+
+    impl Lanes for Lanes16 {
+        #[inline(always)]
+        fn zero() -> Self {
+            Self([0.0; LANES])
+        }
+
+        #[inline(always)]
+        fn splat(x: f32) -> Self {
+            Self([x; LANES])
+        }
+
+        #[inline(always)]
+        fn load(x: &[f32]) -> Self {
+            let x = &x[..LANES];
+            Self(std::array::from_fn(|l| x[l]))
+        }
+
+        #[inline(always)]
+        fn to_array(self) -> [f32; LANES] {
+            self.0
+        }
+
+        #[inline(always)]
+        fn fma_with(&mut self, w: f32, x: Self) {
+            *self = x.zip(*self, |x, acc| w.mul_add(x, acc));
+        }
+
+        #[inline(always)]
+        fn add(self, other: Self) -> Self {
+            self.zip(other, |a, b| a + b)
+        }
+
+        #[inline(always)]
+        fn sub(self, other: Self) -> Self {
+            self.zip(other, |a, b| a - b)
+        }
+
+        #[inline(always)]
+        fn mul(self, other: Self) -> Self {
+            self.zip(other, |a, b| a * b)
+        }
+
+        #[inline(always)]
+        fn max(self, other: Self) -> Self {
+            self.zip(other, |a, b| if a > b { a } else { b })
+        }
+
+        #[inline(always)]
+        fn exp_nonpositive(self) -> Self {
+            Self(self.0.map(exp_lane))
         }
     }
 }

@@ -41,12 +41,6 @@ impl Lanes for Lanes512 {
     }
 
     #[inline(always)]
-    fn fma(&mut self, w: f32, x: &[f32]) {
-        let x = &x[..LANES];
-        self.0 = unsafe { _mm512_fmadd_ps(_mm512_set1_ps(w), _mm512_loadu_ps(x.as_ptr()), self.0) };
-    }
-
-    #[inline(always)]
     fn fma_with(&mut self, w: f32, x: Self) {
         self.0 = unsafe { _mm512_fmadd_ps(_mm512_set1_ps(w), x.0, self.0) };
     }
