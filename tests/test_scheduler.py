@@ -117,7 +117,7 @@ def test_events_before_registration_are_delivered_first_and_in_order() -> None:
         other = Collector()
         # a long sequence keeps the stepping thread busy while the next submit is held
         native.admit_gate.set()
-        sched.submit([1], {}, other)
+        other_seq = sched.submit([1], {}, other)
         native.admit_gate.clear()
         late = Collector()
         t = threading.Thread(target=lambda: sched.submit([1], {}, late))
@@ -128,6 +128,14 @@ def test_events_before_registration_are_delivered_first_and_in_order() -> None:
         evs = wait(late)
         assert [e[0] for e in evs] == ["token", "token", "finished"]
         assert [e[2] for e in evs[:2]] == [0, 1]
+        # the sequence that ended before it was registered is not waited for: once the long
+        # one is cancelled too, stepping stops
+        sched.cancel(other_seq)
+        wait(other)
+        time.sleep(0.05)
+        steps = native.steps
+        time.sleep(0.1)
+        assert native.steps == steps, "the scheduler kept stepping for a finished sequence"
     finally:
         sched.close()
 
