@@ -117,7 +117,8 @@ def test_missing_and_misshapen_tensors(tmp_path: Path) -> None:
 
 
 def test_kv_pool_too_small_for_a_prompt(tmp_path: Path) -> None:
-    path = write_tiny_llama(tmp_path / "tiny.gguf", context_length=4096)
+    # the 1 MB pool holds 4096 positions in f16: a context past that, so the pool runs out first
+    path = write_tiny_llama(tmp_path / "tiny.gguf", context_length=8192)
     with Engine.load(path, kv_budget_mb=1) as eng:
         blocks = eng.kv_stats()["blocks_total"]
         size = eng.kv_stats()["block_size"]
@@ -126,3 +127,18 @@ def test_kv_pool_too_small_for_a_prompt(tmp_path: Path) -> None:
             eng.generate(too_long, max_tokens=1)
         # A prompt that fits still runs.
         assert eng.generate([5] * (size * 2), max_tokens=2, ignore_eos=True).text() is not None
+
+
+def test_kv_cache_type_is_a_load_option(tmp_path: Path) -> None:
+    path = write_tiny_llama(tmp_path / "tiny.gguf")
+    with Engine.load(path, kv_budget_mb=1) as half, Engine.load(path, kv_budget_mb=1, kv_type="F32") as full:
+        assert (half.info["kv_type"], full.info["kv_type"]) == ("f16", "f32")
+        h, f = half.kv_stats(), full.kv_stats()
+        assert (h["kv_type"], f["kv_type"]) == ("f16", "f32")
+        # f16 blocks take half the bytes, so the same budget holds twice as many
+        assert (h["bytes_per_block"] * 2, h["blocks_total"]) == (f["bytes_per_block"], 2 * f["blocks_total"])
+        for eng in (half, full):
+            ev = list(eng.generate([5, 6, 7], max_tokens=3, temperature=0, ignore_eos=True))
+            assert ev[-1].usage.completion_tokens == 3
+    with pytest.raises(InvalidRequestError, match="q8_0"):
+        Engine.load(path, kv_type="q8_0")

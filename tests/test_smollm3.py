@@ -75,7 +75,8 @@ def case(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
         f"{path.name} is not the file the golden values were recorded on (the builder, its numpy/gguf, "
         "or the tokenizer source changed): rerun tools/make_smollm3_golden.py"
     )
-    engine = Engine.load(path)
+    # The references were recorded with llama.cpp's KV cache in f32: compare like with like.
+    engine = Engine.load(path, kv_type="f32")
     yield variant, ref, engine
     engine.close()
     path.unlink()

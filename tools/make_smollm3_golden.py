@@ -11,8 +11,9 @@ logits, the logits of a fixed random subset of 64 ids, and the full-vocabulary a
 16-token greedy continuation (argmax each step, end-of-text ignored). The file's sha256 is stored
 too, so the test knows it rebuilt exactly these bytes.
 
-llama.cpp runs with an f32 KV cache and without flash attention, as smolrt does: its defaults
-(f16 cache, f16 flash-attention accumulation) would round the reference on purpose.
+llama.cpp runs with an f32 KV cache and without flash attention, as the test runs smolrt
+(kv_type "f32"): its defaults (f16 cache, f16 flash-attention accumulation) would round the
+reference on purpose.
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ class Engine:
         *,
         kv_budget_mb: int = 256,
         kv_block_size: int = 16,
+        kv_type: str = "f16",
         max_batch_tokens: int = 512,
         max_sequences: int = 256,
     ) -> Engine: ...

@@ -64,15 +64,22 @@ class Engine:
         *,
         kv_budget_mb: int = 256,
         kv_block_size: int = 16,
+        kv_type: str = "f16",
         max_batch_tokens: int = 512,
         max_sequences: int = 256,
     ) -> Engine:
-        """Load a GGUF model (the default model when `path` is None)."""
+        """Load a GGUF model (the default model when `path` is None).
+
+        `kv_type`: how cached keys and values are stored, "f16" (half the memory, so twice the
+        context per `kv_budget_mb`, and less to read per step; llama.cpp's default too) or "f32"
+        (the activations' exact values).
+        """
         resolved = resolve_model(None if path is None else str(path))
         native = _core.Engine.load(
             str(resolved),
             kv_budget_mb=kv_budget_mb,
             kv_block_size=kv_block_size,
+            kv_type=kv_type,
             max_batch_tokens=max_batch_tokens,
             max_sequences=max_sequences,
         )

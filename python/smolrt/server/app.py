@@ -52,6 +52,7 @@ def load_engine(settings: Settings) -> Engine | None:
     return Engine.load(
         path,
         kv_budget_mb=settings.kv_budget_mb,
+        kv_type=settings.kv_type,
         max_batch_tokens=settings.max_batch_tokens,
         max_sequences=settings.max_sequences,
     )

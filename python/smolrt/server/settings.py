@@ -31,6 +31,8 @@ class Settings:
     http_port: int = 8080
     #: Memory for the KV cache of all sequences together.
     kv_budget_mb: int = 256
+    #: Number format of cached keys and values: "f16" or "f32" (twice the memory per token).
+    kv_type: str = "f16"
     #: Most prompt tokens one engine step ingests across sequences: bounds how long running streams
     #: wait while a long prompt is prefilled.
     max_batch_tokens: int = 512
@@ -53,6 +55,7 @@ class Settings:
             ("grpc_port", 0 <= self.grpc_port <= 65535),
             ("http_port", -1 <= self.http_port <= 65535),
             ("kv_budget_mb", self.kv_budget_mb >= 1),
+            ("kv_type", self.kv_type.lower() in ("f16", "f32")),
             ("max_batch_tokens", self.max_batch_tokens >= 1),
             ("max_sequences", self.max_sequences >= 1),
             ("max_sessions", self.max_sessions >= 0),
@@ -117,6 +120,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "grpc_port": int,
     "http_port": int,
     "kv_budget_mb": int,
+    "kv_type": str,
     "max_batch_tokens": int,
     "max_sequences": int,
     "max_sessions": int,
@@ -150,6 +154,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--kv-budget-mb", type=int, help=f"KV cache memory ($SMOLRT_KV_BUDGET_MB; default {d.kv_budget_mb})"
+    )
+    parser.add_argument(
+        "--kv-type",
+        choices=("f16", "f32"),
+        help=f"number format of the KV cache ($SMOLRT_KV_TYPE; default {d.kv_type}; f32 takes twice "
+        "the memory per token)",
     )
     parser.add_argument(
         "--max-batch-tokens",

@@ -5,14 +5,15 @@
 //! `FORWARD_SPEED_ONLY=decode` (or `prefill`) runs one half, for profiling it alone;
 //! `FORWARD_SPEED_STEPS=n` sets the decode length (default 64); `FORWARD_SPEED_BATCH=n` decodes
 //! n sequences together, one token each per forward (default 1); `FORWARD_SPEED_PROMPT=n` sets
-//! the prefill length (default 200).
+//! the prefill length (default 200); `FORWARD_SPEED_KV=f32` caches keys and values in f32
+//! (default f16).
 
 use std::time::Instant;
 
 use smolrt_core::arch::{BatchItem, Model};
 use smolrt_core::config::ModelConfig;
 use smolrt_core::gguf::GgufFile;
-use smolrt_core::kv::{KvBlockPool, SeqKv};
+use smolrt_core::kv::{KvBlockPool, KvType, SeqKv};
 
 fn argmax(xs: &[f32]) -> u32 {
     let mut best = 0;
@@ -35,7 +36,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let model = Model::load(&file, &cfg)?;
     println!("loaded {path} in {:.2}s", t0.elapsed().as_secs_f64());
     drop(file);
-    let mut pool = KvBlockPool::new(&cfg, 16, 256 << 20)?;
+    let kv_type = KvType::parse(&std::env::var("FORWARD_SPEED_KV").unwrap_or("f16".into()))?;
+    let mut pool = KvBlockPool::with_type(&cfg, 16, 256 << 20, kv_type)?;
 
     let only = std::env::var("FORWARD_SPEED_ONLY").unwrap_or_default();
     let steps: usize = std::env::var("FORWARD_SPEED_STEPS")

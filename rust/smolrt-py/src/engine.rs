@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 use smolrt_core::engine::{Engine, EngineOptions, GenerationRequest};
+use smolrt_core::kv::KvType;
 use smolrt_core::tokenizer::Tokenizer;
 
 use crate::events;
@@ -31,18 +32,21 @@ fn lock(engine: &Mutex<Engine>) -> MutexGuard<'_, Engine> {
 #[pymethods]
 impl PyEngine {
     #[staticmethod]
-    #[pyo3(signature = (path, *, kv_budget_mb=256, kv_block_size=16, max_batch_tokens=512, max_sequences=256))]
+    #[pyo3(signature = (path, *, kv_budget_mb=256, kv_block_size=16, kv_type="f16", max_batch_tokens=512, max_sequences=256))]
     fn load(
         py: Python<'_>,
         path: std::path::PathBuf,
         kv_budget_mb: usize,
         kv_block_size: usize,
+        kv_type: &str,
         max_batch_tokens: usize,
         max_sequences: usize,
     ) -> PyResult<Self> {
+        let kv_type = KvType::parse(kv_type).map_err(|e| crate::errors::to_pyerr(py, e))?;
         let options = EngineOptions {
             kv_budget_bytes: kv_budget_mb.saturating_mul(1 << 20),
             kv_block_size,
+            kv_type,
             max_batch_tokens,
             max_sequences,
         };
@@ -163,7 +167,7 @@ impl PyEngine {
 
     /// KV pool occupancy: blocks total, free and in use, block size, bytes per block.
     fn kv_stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let (total, free, bs, bpb) = detached(py, || {
+        let (total, free, bs, bpb, kv_type) = detached(py, || {
             let e = lock(&self.engine);
             let p = e.pool();
             Ok((
@@ -171,6 +175,7 @@ impl PyEngine {
                 p.free_blocks(),
                 p.block_size(),
                 p.bytes_per_block(),
+                p.kv_type().name(),
             ))
         })?;
         let d = PyDict::new(py);
@@ -178,6 +183,7 @@ impl PyEngine {
         d.set_item("blocks_free", free)?;
         d.set_item("blocks_in_use", total - free)?;
         d.set_item("block_size", bs)?;
+        d.set_item("kv_type", kv_type)?;
         d.set_item("bytes_per_block", bpb)?;
         Ok(d)
     }

@@ -95,6 +95,7 @@ pub fn engine_info<'py>(py: Python<'py>, engine: &Engine) -> PyResult<Bound<'py,
     d.set_item("bos_token", text(tok.bos_id()))?;
     d.set_item("eos_token", text(tok.eos_id()))?;
     d.set_item("kv_block_size", engine.pool().block_size())?;
+    d.set_item("kv_type", engine.pool().kv_type().name())?;
     d.set_item("kv_blocks_total", engine.pool().total_blocks())?;
     Ok(d)
 }

@@ -1,11 +1,13 @@
 //! Causal attention of each token's query heads against its own sequence's cached keys and
 //! values, read block by block from the pool.
 
+use half::f16;
+
 use super::isa::{isa, Isa};
-use super::lanes::{Lanes, Lanes16, LANES};
+use super::lanes::{LaneSource, Lanes, Lanes16, LANES};
 use super::ops::axpy;
 use super::pool::for_each_piece;
-use crate::kv::KvBlockPool;
+use crate::kv::{KvBlockPool, KvView};
 
 /// Where one row of the batch sits: the blocks of its sequence and its position there.
 /// The row attends to positions `0..=pos`, all of which are in the cache by the time it runs.
@@ -59,6 +61,25 @@ fn attend_with(
     q_stride: usize,
     out: &mut [f32],
 ) {
+    // A pool holds one element type; the kernels are compiled for each.
+    if let Some(kv) = pool.view::<f16>() {
+        attend_typed(isa, &kv, layer, rows, heads, qkv, q_stride, out);
+    } else if let Some(kv) = pool.view::<f32>() {
+        attend_typed(isa, &kv, layer, rows, heads, qkv, q_stride, out);
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn attend_typed<E: LaneSource>(
+    isa: Isa,
+    kv: &KvView<'_, E>,
+    layer: usize,
+    rows: &[RowCtx<'_>],
+    heads: &Heads,
+    qkv: &[f32],
+    q_stride: usize,
+    out: &mut [f32],
+) {
     let hd = heads.head_dim;
     let group = heads.n_head / heads.n_head_kv;
     let scale = 1.0 / (hd as f32).sqrt();
@@ -79,24 +100,24 @@ fn attend_with(
             // SAFETY (each arm): callers pass only an `isa` the CPU supports.
             #[cfg(target_arch = "x86_64")]
             (Isa::Avx512Vnni, 1) => unsafe {
-                head_attention_avx512(pool, layer, row, q(h0), kv_off, scale, scores, dst)
+                head_attention_avx512(kv, layer, row, q(h0), kv_off, scale, scores, dst)
             },
             #[cfg(target_arch = "x86_64")]
             (Isa::Avx512Vnni, 2) => unsafe {
                 let qs = [q(h0), q(h0 + 1)];
-                group_attention_avx512(pool, layer, row, qs, kv_off, scale, scores, dst)
+                group_attention_avx512(kv, layer, row, qs, kv_off, scale, scores, dst)
             },
             #[cfg(target_arch = "x86_64")]
             (Isa::Avx512Vnni, 3) => unsafe {
                 let qs = [q(h0), q(h0 + 1), q(h0 + 2)];
-                group_attention_avx512(pool, layer, row, qs, kv_off, scale, scores, dst)
+                group_attention_avx512(kv, layer, row, qs, kv_off, scale, scores, dst)
             },
             #[cfg(target_arch = "x86_64")]
             (Isa::Avx512Vnni, _) => unsafe {
                 let qs = [q(h0), q(h0 + 1), q(h0 + 2), q(h0 + 3)];
-                group_attention_avx512(pool, layer, row, qs, kv_off, scale, scores, dst)
+                group_attention_avx512(kv, layer, row, qs, kv_off, scale, scores, dst)
             },
-            _ => head_attention::<Lanes16>(pool, layer, row, q(h0), kv_off, scale, scores, dst),
+            _ => head_attention::<Lanes16, E>(kv, layer, row, q(h0), kv_off, scale, scores, dst),
         }
     };
     let unit_len = per_unit * hd;
@@ -115,8 +136,8 @@ fn attend_with(
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn head_attention_avx512(
-    pool: &KvBlockPool,
+unsafe fn head_attention_avx512<E: LaneSource>(
+    kv: &KvView<'_, E>,
     layer: usize,
     row: &RowCtx<'_>,
     q: &[f32],
@@ -125,7 +146,7 @@ unsafe fn head_attention_avx512(
     scores: &mut Vec<f32>,
     out: &mut [f32],
 ) {
-    head_attention::<super::lanes512::Lanes512>(pool, layer, row, q, kv_off, scale, scores, out)
+    head_attention::<super::lanes512::Lanes512, E>(kv, layer, row, q, kv_off, scale, scores, out)
 }
 
 /// One query head against one kv head (`kv_off` = its offset in a cached position's row).
@@ -134,8 +155,8 @@ unsafe fn head_attention_avx512(
 /// whichever block or batch it falls in.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn head_attention<L: Lanes>(
-    pool: &KvBlockPool,
+fn head_attention<L: Lanes, E: LaneSource>(
+    kv: &KvView<'_, E>,
     layer: usize,
     row: &RowCtx<'_>,
     q: &[f32],
@@ -144,13 +165,13 @@ fn head_attention<L: Lanes>(
     scores: &mut Vec<f32>,
     out: &mut [f32],
 ) {
-    let bs = pool.block_size();
+    let bs = kv.block_size();
     let n_pos = row.pos + 1;
     // Padded to whole 16-lane chunks with -inf, which the softmax turns into zero weights.
     scores.clear();
     scores.resize(n_pos.next_multiple_of(LANES), f32::NEG_INFINITY);
     for (b, &block) in row.blocks.iter().enumerate().take(n_pos.div_ceil(bs)) {
-        let keys = pool.keys(layer, block);
+        let keys = kv.keys(layer, block);
         let base = b * bs;
         let in_block = bs.min(n_pos - base);
         for c in (0..in_block).step_by(LANES) {
@@ -158,7 +179,7 @@ fn head_attention<L: Lanes>(
             // Full width even past `in_block` where the tile allows: its later slots are
             // readable (stale or zero) and their lanes are simply not kept.
             let width = if c + LANES <= bs { LANES } else { n };
-            let lanes = score_lanes::<L>(q, keys, kv_off * bs + c, bs, width);
+            let lanes = score_lanes::<L, E>(q, keys, kv_off * bs + c, bs, width);
             scores[base + c..base + c + n].copy_from_slice(&lanes[..n]);
         }
     }
@@ -171,9 +192,9 @@ fn head_attention<L: Lanes>(
     let mut c = 0;
     while c + 4 * LANES <= out.len() {
         let mut acc = [L::zero(); 4];
-        for_each_value(pool, layer, row, kv_off + c, scores, |p, v| {
+        for_each_value(kv, layer, row, kv_off + c, scores, |p, v| {
             for (k, a) in acc.iter_mut().enumerate() {
-                a.fma(p, &v[k * LANES..]);
+                a.fma_with(p, E::lanes(&v[k * LANES..]));
             }
         });
         for (k, a) in acc.iter().enumerate() {
@@ -189,7 +210,7 @@ fn head_attention<L: Lanes>(
     while c < out.len() {
         let w = LANES.min(out.len() - c);
         let mut acc = [0f32; LANES];
-        for_each_value(pool, layer, row, kv_off + c, scores, |p, v| {
+        for_each_value(kv, layer, row, kv_off + c, scores, |p, v| {
             axpy(&mut acc[..w], p, &v[..w]);
         });
         for (o, s) in out[c..c + w].iter_mut().zip(acc) {
@@ -226,8 +247,8 @@ fn softmax<L: Lanes>(scores: &mut [f32], scale: f32) -> f32 {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn group_attention_avx512<const G: usize>(
-    pool: &KvBlockPool,
+unsafe fn group_attention_avx512<E: LaneSource, const G: usize>(
+    kv: &KvView<'_, E>,
     layer: usize,
     row: &RowCtx<'_>,
     qs: [&[f32]; G],
@@ -238,22 +259,23 @@ unsafe fn group_attention_avx512<const G: usize>(
 ) {
     type L = super::lanes512::Lanes512;
     let hd = qs[0].len();
-    if !hd.is_multiple_of(4 * LANES) || !pool.block_size().is_multiple_of(LANES) {
+    if !hd.is_multiple_of(4 * LANES) || !kv.block_size().is_multiple_of(LANES) {
         // the shapes this path does not cover go head by head
         for (h, q) in qs.iter().enumerate() {
             let dst = &mut out[h * hd..(h + 1) * hd];
-            head_attention::<L>(pool, layer, row, q, kv_off, scale, scores, dst);
+            head_attention::<L, E>(kv, layer, row, q, kv_off, scale, scores, dst);
         }
         return;
     }
-    let bs = pool.block_size();
-    let kv_dim = pool.kv_dim();
+    let bs = kv.block_size();
+    let kv_dim = kv.kv_dim();
     let n_pos = row.pos + 1;
     let padded = n_pos.next_multiple_of(LANES);
     scores.clear();
     scores.resize(G * padded, f32::NEG_INFINITY);
-    for (b, &block) in row.blocks.iter().enumerate().take(n_pos.div_ceil(bs)) {
-        let keys = pool.keys(layer, block);
+    let n_blocks = n_pos.div_ceil(bs);
+    for (b, &block) in row.blocks.iter().enumerate().take(n_blocks) {
+        let keys = kv.keys(layer, block);
         let base = b * bs;
         let in_block = bs.min(n_pos - base);
         for c in (0..in_block).step_by(LANES) {
@@ -266,19 +288,19 @@ unsafe fn group_attention_avx512<const G: usize>(
             );
             let mut at = kv_off * bs + c;
             for d in (0..hd).step_by(4) {
-                let k = L::load(&keys[at..]);
+                let k = E::lanes::<L>(&keys[at..]);
                 for h in 0..G {
                     a0[h].fma_with(qs[h][d], k);
                 }
-                let k = L::load(&keys[at + bs..]);
+                let k = E::lanes::<L>(&keys[at + bs..]);
                 for h in 0..G {
                     a1[h].fma_with(qs[h][d + 1], k);
                 }
-                let k = L::load(&keys[at + 2 * bs..]);
+                let k = E::lanes::<L>(&keys[at + 2 * bs..]);
                 for h in 0..G {
                     a2[h].fma_with(qs[h][d + 2], k);
                 }
-                let k = L::load(&keys[at + 3 * bs..]);
+                let k = E::lanes::<L>(&keys[at + 3 * bs..]);
                 for h in 0..G {
                     a3[h].fma_with(qs[h][d + 3], k);
                 }
@@ -302,8 +324,8 @@ unsafe fn group_attention_avx512<const G: usize>(
             [L::zero(); G],
             [L::zero(); G],
         );
-        for (b, &block) in row.blocks.iter().enumerate().take(n_pos.div_ceil(bs)) {
-            let values = pool.values(layer, block);
+        for (b, &block) in row.blocks.iter().enumerate().take(n_blocks) {
+            let values = kv.values(layer, block);
             let base = b * bs;
             for slot in 0..bs.min(n_pos - base) {
                 let v = &values[slot * kv_dim + kv_off + c..][..4 * LANES];
@@ -311,19 +333,19 @@ unsafe fn group_attention_avx512<const G: usize>(
                 for (h, p) in p.iter_mut().enumerate() {
                     *p = scores[h * padded + base + slot];
                 }
-                let x = L::load(v);
+                let x = E::lanes::<L>(v);
                 for h in 0..G {
                     v0[h].fma_with(p[h], x);
                 }
-                let x = L::load(&v[LANES..]);
+                let x = E::lanes::<L>(&v[LANES..]);
                 for h in 0..G {
                     v1[h].fma_with(p[h], x);
                 }
-                let x = L::load(&v[2 * LANES..]);
+                let x = E::lanes::<L>(&v[2 * LANES..]);
                 for h in 0..G {
                     v2[h].fma_with(p[h], x);
                 }
-                let x = L::load(&v[3 * LANES..]);
+                let x = E::lanes::<L>(&v[3 * LANES..]);
                 for h in 0..G {
                     v3[h].fma_with(p[h], x);
                 }
@@ -343,18 +365,18 @@ unsafe fn group_attention_avx512<const G: usize>(
 /// Calls `f(weight, values from offset off)` for the row's positions `0..=pos` in order: the
 /// value row of each cached position, from `off` to the end of its row.
 #[inline(always)]
-fn for_each_value(
-    pool: &KvBlockPool,
+fn for_each_value<E>(
+    kv: &KvView<'_, E>,
     layer: usize,
     row: &RowCtx<'_>,
     off: usize,
     weights: &[f32],
-    mut f: impl FnMut(f32, &[f32]),
+    mut f: impl FnMut(f32, &[E]),
 ) {
-    let (bs, kv_dim) = (pool.block_size(), pool.kv_dim());
+    let (bs, kv_dim) = (kv.block_size(), kv.kv_dim());
     let n_pos = row.pos + 1;
     for (b, &block) in row.blocks.iter().enumerate().take(n_pos.div_ceil(bs)) {
-        let values = pool.values(layer, block);
+        let values = kv.values(layer, block);
         let base = b * bs;
         let in_block = bs.min(n_pos - base);
         for (slot, &p) in weights[base..base + in_block].iter().enumerate() {
@@ -367,9 +389,9 @@ fn for_each_value(
 /// `keys[start + d * bs + l]` for dimension `d`: `Σ_d q[d] · k[d][l]`, the dimensions taken
 /// in four interleaved fused multiply-add chains (d mod 4) summed at the end, in a fixed order.
 #[inline(always)]
-fn score_lanes<L: Lanes>(
+fn score_lanes<L: Lanes, E: LaneSource>(
     q: &[f32],
-    keys: &[f32],
+    keys: &[E],
     start: usize,
     bs: usize,
     width: usize,
@@ -379,14 +401,14 @@ fn score_lanes<L: Lanes>(
         let mut at = start;
         let mut quads = q.chunks_exact(4);
         for qq in &mut quads {
-            acc[0].fma(qq[0], &keys[at..]);
-            acc[1].fma(qq[1], &keys[at + bs..]);
-            acc[2].fma(qq[2], &keys[at + 2 * bs..]);
-            acc[3].fma(qq[3], &keys[at + 3 * bs..]);
+            acc[0].fma_with(qq[0], E::lanes(&keys[at..]));
+            acc[1].fma_with(qq[1], E::lanes(&keys[at + bs..]));
+            acc[2].fma_with(qq[2], E::lanes(&keys[at + 2 * bs..]));
+            acc[3].fma_with(qq[3], E::lanes(&keys[at + 3 * bs..]));
             at += 4 * bs;
         }
         for &qd in quads.remainder() {
-            acc[0].fma(qd, &keys[at..]);
+            acc[0].fma_with(qd, E::lanes(&keys[at..]));
             at += bs;
         }
         acc[0].add(acc[1]).add(acc[2].add(acc[3])).to_array()
@@ -404,7 +426,7 @@ fn score_lanes<L: Lanes>(
 mod tests {
     use super::*;
     use crate::config::ModelConfig;
-    use crate::kv::SeqKv;
+    use crate::kv::{KvType, SeqKv};
 
     fn config(n_head: usize, n_head_kv: usize, head_dim: usize) -> ModelConfig {
         ModelConfig {
@@ -425,9 +447,10 @@ mod tests {
         }
     }
 
-    /// Against a direct f64 softmax(q·Kᵀ/√d)·V, for block sizes below, at and past the 16
-    /// lanes, head sizes that are and are not multiples of 16, and every causal row; and every
-    /// instruction set this CPU has gives the same bits.
+    /// Against a direct f64 softmax(q·Kᵀ/√d)·V of the values as stored (rounded to f16 for an f16
+    /// cache), for both cache types, block sizes below, at and past the 16 lanes, head sizes
+    /// that are and are not multiples of 16, and every causal row; and every instruction set
+    /// this CPU has gives the same bits.
     #[test]
     fn matches_a_direct_evaluation() {
         let mut seed = 0x9e37_79b9_u32;
@@ -445,8 +468,15 @@ mod tests {
             let q: Vec<f32> = (0..n * q_dim).map(|_| rnd()).collect();
             let k: Vec<f32> = (0..n * kv_dim).map(|_| rnd() * 2.0).collect();
             let v: Vec<f32> = (0..n * kv_dim).map(|_| rnd()).collect();
-            for bs in [1, 5, 16, 20, 64] {
-                let mut pool = KvBlockPool::new(&cfg, bs, 1 << 22).unwrap();
+            for (kv_type, bs) in [KvType::F16, KvType::F32]
+                .into_iter()
+                .flat_map(|t| [1, 5, 16, 20, 64].map(|bs| (t, bs)))
+            {
+                let stored = |x: f32| match kv_type {
+                    KvType::F16 => f16::from_f32(x).to_f32(),
+                    KvType::F32 => x,
+                };
+                let mut pool = KvBlockPool::with_type(&cfg, bs, 1 << 22, kv_type).unwrap();
                 let mut kv = SeqKv::default();
                 pool.reserve(&mut kv, n).unwrap();
                 for p in 0..n {
@@ -470,7 +500,11 @@ mod tests {
                     let mut other = vec![0f32; n * q_dim];
                     attend_with(isa, &pool, 0, &rows, &heads, &q, q_dim, &mut other);
                     let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-                    assert_eq!(bits(&other), bits(&out), "{isa:?}, block size {bs}");
+                    assert_eq!(
+                        bits(&other),
+                        bits(&out),
+                        "{isa:?}, {kv_type:?}, block size {bs}"
+                    );
                 }
                 for pos in 0..n {
                     for h in 0..n_head {
@@ -479,8 +513,11 @@ mod tests {
                         let s: Vec<f64> = (0..=pos)
                             .map(|p| {
                                 let kp = &k[p * kv_dim + kv_off..][..hd];
-                                let dot: f64 =
-                                    qh.iter().zip(kp).map(|(&a, &b)| a as f64 * b as f64).sum();
+                                let dot: f64 = qh
+                                    .iter()
+                                    .zip(kp)
+                                    .map(|(&a, &b)| a as f64 * stored(b) as f64)
+                                    .sum();
                                 dot / (hd as f64).sqrt()
                             })
                             .collect();
@@ -489,13 +526,13 @@ mod tests {
                         let z: f64 = e.iter().sum();
                         for d in 0..hd {
                             let want: f64 = (0..=pos)
-                                .map(|p| e[p] * v[p * kv_dim + kv_off + d] as f64)
+                                .map(|p| e[p] * stored(v[p * kv_dim + kv_off + d]) as f64)
                                 .sum::<f64>()
                                 / z;
                             let got = out[pos * q_dim + h * hd + d] as f64;
                             assert!(
                                 (got - want).abs() < 1e-5,
-                                "bs {bs} hd {hd} pos {pos} head {h} dim {d}: {got} vs {want}"
+                                "{kv_type:?} bs {bs} hd {hd} pos {pos} head {h} dim {d}: {got} vs {want}"
                             );
                         }
                     }

@@ -6,7 +6,31 @@
 
 pub(crate) const LANES: usize = 16;
 
+use half::f16;
+
 pub(crate) use lanes16::Lanes16;
+
+use crate::kv::KvElement;
+
+/// A cached key/value element type that attention loads 16 at a time into f32 lanes (f16 is
+/// widened exactly, so both types run the same arithmetic on the values they hold).
+pub(crate) trait LaneSource: KvElement {
+    fn lanes<L: Lanes>(x: &[Self]) -> L;
+}
+
+impl LaneSource for f32 {
+    #[inline(always)]
+    fn lanes<L: Lanes>(x: &[f32]) -> L {
+        L::load(x)
+    }
+}
+
+impl LaneSource for f16 {
+    #[inline(always)]
+    fn lanes<L: Lanes>(x: &[f16]) -> L {
+        L::load_f16(x)
+    }
+}
 
 /// Sixteen f32 lanes of some instruction set. Implementations do the same IEEE operation per
 /// lane for each method (the same fused multiply-adds, the same exp steps), so generic code
@@ -17,22 +41,19 @@ pub(crate) trait Lanes: Copy {
     fn splat(x: f32) -> Self;
     /// The first 16 values of `x`.
     fn load(x: &[f32]) -> Self;
+    /// The first 16 values of `x`, widened to f32 (exact).
+    fn load_f16(x: &[f16]) -> Self;
     fn to_array(self) -> [f32; LANES];
     /// `self[l] = w · x[l] + self[l]`, one fused multiply-add per lane.
     fn fma_with(&mut self, w: f32, x: Self);
     fn add(self, other: Self) -> Self;
     fn sub(self, other: Self) -> Self;
     fn mul(self, other: Self) -> Self;
+    fn div(self, other: Self) -> Self;
     /// Lane-wise maximum, with `maxps` semantics: `self` only where it is strictly greater.
     fn max(self, other: Self) -> Self;
     /// `e^x` per lane for `x <= 0` (softmax arguments), as [`exp_lane`] computes it.
     fn exp_nonpositive(self) -> Self;
-
-    /// `fma_with` of the first 16 values of `x`.
-    #[inline(always)]
-    fn fma(&mut self, w: f32, x: &[f32]) {
-        self.fma_with(w, Self::load(x));
-    }
 
     /// Sum of the lanes, in `reduce`'s fixed order.
     #[inline(always)]
@@ -66,6 +87,8 @@ fn reduce(a: [f32; LANES], op: impl Fn(f32, f32) -> f32) -> f32 {
 ))]
 mod lanes16 {
     use std::arch::x86_64::*;
+
+    use half::f16;
 
     use super::{exp, Lanes, LANES};
 
@@ -102,6 +125,30 @@ mod lanes16 {
         }
 
         #[inline(always)]
+        fn load_f16(x: &[f16]) -> Self {
+            let x = &x[..LANES];
+            // The build enables f16c beside avx2 (.cargo/config.toml); without it, widen
+            // lane by lane (same values: the conversion is exact).
+            #[cfg(target_feature = "f16c")]
+            let halves = unsafe {
+                let p = x.as_ptr() as *const __m128i;
+                [
+                    _mm256_cvtph_ps(_mm_loadu_si128(p)),
+                    _mm256_cvtph_ps(_mm_loadu_si128(p.add(1))),
+                ]
+            };
+            #[cfg(not(target_feature = "f16c"))]
+            let halves = unsafe {
+                let wide: [f32; LANES] = std::array::from_fn(|l| x[l].to_f32());
+                [
+                    _mm256_loadu_ps(wide.as_ptr()),
+                    _mm256_loadu_ps(wide.as_ptr().add(8)),
+                ]
+            };
+            Self(halves)
+        }
+
+        #[inline(always)]
         fn to_array(self) -> [f32; LANES] {
             let mut out = [0f32; LANES];
             unsafe {
@@ -130,6 +177,11 @@ mod lanes16 {
         #[inline(always)]
         fn mul(self, other: Self) -> Self {
             self.zip(other, |a, b| unsafe { _mm256_mul_ps(a, b) })
+        }
+
+        #[inline(always)]
+        fn div(self, other: Self) -> Self {
+            self.zip(other, |a, b| unsafe { _mm256_div_ps(a, b) })
         }
 
         #[inline(always)]
@@ -177,6 +229,8 @@ mod lanes16 {
     target_feature = "fma"
 )))]
 mod lanes16 {
+    use half::f16;
+
     use super::{exp_lane, Lanes, LANES};
 
     #[derive(Clone, Copy)]
@@ -207,6 +261,12 @@ mod lanes16 {
         }
 
         #[inline(always)]
+        fn load_f16(x: &[f16]) -> Self {
+            let x = &x[..LANES];
+            Self(std::array::from_fn(|l| x[l].to_f32()))
+        }
+
+        #[inline(always)]
         fn to_array(self) -> [f32; LANES] {
             self.0
         }
@@ -229,6 +289,11 @@ mod lanes16 {
         #[inline(always)]
         fn mul(self, other: Self) -> Self {
             self.zip(other, |a, b| a * b)
+        }
+
+        #[inline(always)]
+        fn div(self, other: Self) -> Self {
+            self.zip(other, |a, b| a / b)
         }
 
         #[inline(always)]

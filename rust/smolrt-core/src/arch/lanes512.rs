@@ -11,6 +11,8 @@
 
 use std::arch::x86_64::*;
 
+use half::f16;
+
 use super::lanes::{exp, Lanes, LANES};
 
 #[derive(Clone, Copy)]
@@ -31,6 +33,12 @@ impl Lanes for Lanes512 {
     fn load(x: &[f32]) -> Self {
         let x = &x[..LANES];
         Self(unsafe { _mm512_loadu_ps(x.as_ptr()) })
+    }
+
+    #[inline(always)]
+    fn load_f16(x: &[f16]) -> Self {
+        let x = &x[..LANES];
+        Self(unsafe { _mm512_cvtph_ps(_mm256_loadu_si256(x.as_ptr() as *const __m256i)) })
     }
 
     #[inline(always)]
@@ -58,6 +66,11 @@ impl Lanes for Lanes512 {
     #[inline(always)]
     fn mul(self, other: Self) -> Self {
         Self(unsafe { _mm512_mul_ps(self.0, other.0) })
+    }
+
+    #[inline(always)]
+    fn div(self, other: Self) -> Self {
+        Self(unsafe { _mm512_div_ps(self.0, other.0) })
     }
 
     #[inline(always)]

@@ -53,7 +53,12 @@ impl Engine {
         let tokenizer = Arc::new(crate::tokenizer::from_gguf(&file)?);
         let model = Model::load(&file, &config)?;
         file.release_mapped_pages();
-        let pool = KvBlockPool::new(&config, options.kv_block_size, options.kv_budget_bytes)?;
+        let pool = KvBlockPool::with_type(
+            &config,
+            options.kv_block_size,
+            options.kv_budget_bytes,
+            options.kv_type,
+        )?;
         Ok(Self {
             file,
             config,

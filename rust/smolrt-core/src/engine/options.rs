@@ -1,4 +1,5 @@
 use crate::error::{Error, Result};
+use crate::kv::KvType;
 use crate::sampling::{SamplingParams, StopParams};
 
 /// Engine-wide knobs, fixed at load time.
@@ -8,6 +9,8 @@ pub struct EngineOptions {
     pub kv_budget_bytes: usize,
     /// Tokens per KV block.
     pub kv_block_size: usize,
+    /// Number format of cached keys and values.
+    pub kv_type: KvType,
     /// Most tokens one step feeds the model (decode tokens plus prefill chunks). Bounds the
     /// latency a long prompt adds to running streams.
     pub max_batch_tokens: usize,
@@ -20,6 +23,7 @@ impl Default for EngineOptions {
         Self {
             kv_budget_bytes: 256 << 20,
             kv_block_size: 16,
+            kv_type: KvType::default(),
             max_batch_tokens: 512,
             max_sequences: 256,
         }

@@ -6,6 +6,8 @@ mod element;
 mod pool;
 mod seq;
 
-pub use element::KvElement;
+pub use element::KvType;
+pub(crate) use element::{KvElement, KvStore};
 pub use pool::KvBlockPool;
+pub(crate) use pool::KvView;
 pub use seq::SeqKv;

@@ -1,12 +1,8 @@
 //! The block pool: one allocation sized by a memory budget, handed out a block at a time.
 
-use super::{KvElement, SeqKv};
+use super::{KvElement, KvStore, KvType, SeqKv};
 use crate::config::ModelConfig;
 use crate::{Error, Result};
-
-/// The element type the pool stores. Attention code is generic over [`KvElement`], so switching
-/// the cache to f16 is a change here (plus a constructor option), not in the kernels.
-pub(crate) type KvElem = f32;
 
 /// Fixed-size KV blocks from one pool. A block holds `block_size` consecutive positions of one
 /// sequence for every layer; per layer and block, K and V are each one contiguous tile. Values
@@ -18,8 +14,9 @@ pub struct KvBlockPool {
     n_layer: usize,
     /// Elements of one position's keys (or values) in one layer: n_head_kv * head_dim.
     kv_dim: usize,
-    keys: Vec<KvElem>,
-    values: Vec<KvElem>,
+    kv_type: KvType,
+    keys: KvStore,
+    values: KvStore,
     /// Stack of free block ids; popped from the end so low ids are handed out first.
     free: Vec<u32>,
     /// Which blocks are handed out, so a foreign or stale `SeqKv` can never push a block onto the
@@ -27,12 +24,62 @@ pub struct KvBlockPool {
     in_use: Vec<bool>,
 }
 
+/// The tiles of a pool whose elements are `E`, for attention to read.
+pub(crate) struct KvView<'a, E> {
+    keys: &'a [E],
+    values: &'a [E],
+    block_size: usize,
+    n_layer: usize,
+    kv_dim: usize,
+}
+
+impl<E> KvView<'_, E> {
+    pub(crate) fn block_size(&self) -> usize {
+        self.block_size
+    }
+
+    /// Elements of one position's keys (or values) for one layer.
+    pub(crate) fn kv_dim(&self) -> usize {
+        self.kv_dim
+    }
+
+    /// The tiles, if this pool stores `E` (attention asks for the type [`kv_type`](Self::kv_type)
+    /// names).
+    fn tile_range(&self, layer: usize, block: u32) -> std::ops::Range<usize> {
+        let tile = self.block_size * self.kv_dim;
+        let start = (block as usize * self.n_layer + layer) * tile;
+        start..start + tile
+    }
+
+    /// Keys of `layer` in `block`: `[kv_dim][block_size]`. The caller has checked the id with
+    /// [`KvBlockPool::owns`].
+    pub(crate) fn keys(&self, layer: usize, block: u32) -> &[E] {
+        &self.keys[self.tile_range(layer, block)]
+    }
+
+    /// Values of `layer` in `block`: `[block_size][kv_dim]`.
+    pub(crate) fn values(&self, layer: usize, block: u32) -> &[E] {
+        &self.values[self.tile_range(layer, block)]
+    }
+}
+
 impl KvBlockPool {
-    /// Creates a pool with as many blocks as fit in `budget_bytes`.
+    /// Creates a pool of the default element type ([`KvType::F16`]) with as many blocks as fit
+    /// in `budget_bytes`.
     ///
     /// Errors: `InvalidRequest` for a zero block size or a model without kv heads;
     /// `ResourceExhausted` when the budget does not hold even one block.
     pub fn new(cfg: &ModelConfig, block_size: usize, budget_bytes: usize) -> Result<Self> {
+        Self::with_type(cfg, block_size, budget_bytes, KvType::default())
+    }
+
+    /// [`new`](Self::new) storing `kv_type` elements.
+    pub fn with_type(
+        cfg: &ModelConfig,
+        block_size: usize,
+        budget_bytes: usize,
+        kv_type: KvType,
+    ) -> Result<Self> {
         if block_size == 0 {
             return Err(Error::invalid_request("KV block size must be at least 1"));
         }
@@ -49,7 +96,7 @@ impl KvBlockPool {
             .checked_mul(cfg.n_layer)
             .ok_or_else(|| Error::invalid_request("KV block size is too large"))?;
         let bytes_per_block = elems_per_block
-            .checked_mul(2 * std::mem::size_of::<KvElem>())
+            .checked_mul(2 * kv_type.size())
             .ok_or_else(|| Error::invalid_request("KV block size is too large"))?;
         // Block ids are u32; a pool past that would need >4G blocks, far beyond any budget.
         let total = (budget_bytes / bytes_per_block).min(u32::MAX as usize);
@@ -60,16 +107,15 @@ impl KvBlockPool {
                 cfg.n_layer
             )));
         }
-        // total * elems_per_block * 2 * size_of <= budget_bytes, so these cannot overflow.
-        // vec![0.0; n] becomes a zeroed allocation the OS commits lazily, so an unused budget costs
-        // address space, not resident memory.
+        // total * elems_per_block * 2 * size <= budget_bytes, so this cannot overflow.
         let elems = total * elems_per_block;
         Ok(Self {
             block_size,
             n_layer: cfg.n_layer,
             kv_dim,
-            keys: vec![KvElem::default(); elems],
-            values: vec![KvElem::default(); elems],
+            kv_type,
+            keys: KvStore::zeroed(kv_type, elems),
+            values: KvStore::zeroed(kv_type, elems),
             free: (0..total as u32).rev().collect(),
             in_use: vec![false; total],
         })
@@ -77,6 +123,10 @@ impl KvBlockPool {
 
     pub fn block_size(&self) -> usize {
         self.block_size
+    }
+
+    pub fn kv_type(&self) -> KvType {
+        self.kv_type
     }
 
     pub fn total_blocks(&self) -> usize {
@@ -89,7 +139,7 @@ impl KvBlockPool {
 
     /// Bytes of K plus V storage in one block (all layers).
     pub fn bytes_per_block(&self) -> usize {
-        2 * self.n_layer * self.block_size * self.kv_dim * std::mem::size_of::<KvElem>()
+        2 * self.n_layer * self.block_size * self.kv_dim * self.kv_type.size()
     }
 
     /// Blocks `seq` must still take from the pool to hold `extra_tokens` more positions.
@@ -163,34 +213,47 @@ impl KvBlockPool {
         self.in_use.get(id as usize).copied().unwrap_or(false)
     }
 
-    fn tile_range(&self, layer: usize, block: u32) -> std::ops::Range<usize> {
-        let tile = self.block_size * self.kv_dim;
-        let start = (block as usize * self.n_layer + layer) * tile;
-        start..start + tile
-    }
-
-    /// Keys of `layer` in `block`: `[kv_dim][block_size]`. The caller has checked the id with
-    /// [`owns`](Self::owns).
-    pub(crate) fn keys(&self, layer: usize, block: u32) -> &[KvElem] {
-        &self.keys[self.tile_range(layer, block)]
-    }
-
-    /// Values of `layer` in `block`: `[block_size][kv_dim]`.
-    pub(crate) fn values(&self, layer: usize, block: u32) -> &[KvElem] {
-        &self.values[self.tile_range(layer, block)]
+    /// The tiles, if this pool stores `E` (attention asks for the type [`kv_type`](Self::kv_type)
+    /// names).
+    pub(crate) fn view<E: KvElement>(&self) -> Option<KvView<'_, E>> {
+        Some(KvView {
+            keys: E::elements(&self.keys)?,
+            values: E::elements(&self.values)?,
+            block_size: self.block_size,
+            n_layer: self.n_layer,
+            kv_dim: self.kv_dim,
+        })
     }
 
     /// Stores one position's keys and values (each `kv_dim` long) for `layer`.
     pub(crate) fn write(&mut self, layer: usize, block: u32, slot: usize, k: &[f32], v: &[f32]) {
-        let tile = self.tile_range(layer, block);
-        let n = self.kv_dim;
-        let bs = self.block_size;
-        for (d, &x) in k.iter().enumerate().take(n) {
-            self.keys[tile.start + d * bs + slot] = KvElem::from_f32(x);
+        match self.kv_type {
+            KvType::F16 => self.write_as::<half::f16>(layer, block, slot, k, v),
+            KvType::F32 => self.write_as::<f32>(layer, block, slot, k, v),
         }
-        let at = tile.start + slot * n;
-        for (dst, &x) in self.values[at..at + n].iter_mut().zip(v) {
-            *dst = KvElem::from_f32(x);
+    }
+
+    fn write_as<E: KvElement>(
+        &mut self,
+        layer: usize,
+        block: u32,
+        slot: usize,
+        k: &[f32],
+        v: &[f32],
+    ) {
+        let tile = (block as usize * self.n_layer + layer) * self.block_size * self.kv_dim;
+        let (n, bs) = (self.kv_dim, self.block_size);
+        // Both stores hold `kv_type` elements (`with_type` builds them so).
+        if let Some(keys) = E::elements_mut(&mut self.keys) {
+            for (d, &x) in k.iter().enumerate().take(n) {
+                keys[tile + d * bs + slot] = E::from_f32(x);
+            }
+        }
+        if let Some(values) = E::elements_mut(&mut self.values) {
+            let at = tile + slot * n;
+            for (dst, &x) in values[at..at + n].iter_mut().zip(v) {
+                *dst = E::from_f32(x);
+            }
         }
     }
 }
