@@ -122,6 +122,10 @@ impl Model {
         let mut act = vec![0f32; t * cfg.n_ff];
 
         for (il, layer) in self.weights.layers.iter().enumerate() {
+            // The KV lines this layer's rows will be written to arrive during the qkv matmul.
+            for row in rows {
+                pool.prefetch_slot(il, row.blocks[row.pos / bs], row.pos % bs);
+            }
             rms_norm_rows(&x, &layer.attn_norm, cfg.rms_eps, n_embd, &mut h);
             layer.qkv.forward(&mut h, t, &mut qkv)?;
             for (r, row) in rows.iter().enumerate() {

@@ -29,3 +29,4 @@ mod kernel_tests;
 
 pub use llama::{BatchItem, Model};
 pub use simd::kernel_features;
+pub(crate) use simd::prefetch;

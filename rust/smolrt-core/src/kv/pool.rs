@@ -225,6 +225,32 @@ impl KvBlockPool {
         })
     }
 
+    /// Hints in the cache lines [`write`](Self::write) will store to for this position: in the
+    /// transposed key tile one position's keys touch a line per key dimension or two, and a
+    /// tile last read a whole step ago has left the caches, so a write without this waits on
+    /// memory once per line (measured: the KV writes took 5% of an eight-row decode step).
+    pub(crate) fn prefetch_slot(&self, layer: usize, block: u32, slot: usize) {
+        match &self.keys {
+            KvStore::F16(keys) => self.prefetch_in(keys, &self.values, layer, block, slot),
+            KvStore::F32(keys) => self.prefetch_in(keys, &self.values, layer, block, slot),
+        }
+    }
+
+    fn prefetch_in<T>(&self, keys: &[T], values: &KvStore, layer: usize, block: u32, slot: usize) {
+        let tile = (block as usize * self.n_layer + layer) * self.block_size * self.kv_dim;
+        let size = std::mem::size_of::<T>();
+        // dimensions whose key rows share a 64-byte line
+        let step = (64 / (self.block_size * size)).max(1);
+        for d in (0..self.kv_dim).step_by(step) {
+            crate::arch::prefetch(keys, tile + d * self.block_size + slot, 1);
+        }
+        let at = tile + slot * self.kv_dim;
+        match values {
+            KvStore::F16(v) => crate::arch::prefetch(v, at, self.kv_dim),
+            KvStore::F32(v) => crate::arch::prefetch(v, at, self.kv_dim),
+        }
+    }
+
     /// Stores one position's keys and values (each `kv_dim` long) for `layer`.
     pub(crate) fn write(&mut self, layer: usize, block: u32, slot: usize, k: &[f32], v: &[f32]) {
         match self.kv_type {
