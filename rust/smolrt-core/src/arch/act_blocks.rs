@@ -9,7 +9,7 @@ pub(crate) const QK: usize = 32;
 /// value[j] ≈ d · qs[j]; `s` = d · Σ qs. Scales are rounded through f16 as ggml stores them,
 /// then kept as f32 for the hot loop. |qs| ≤ 127, never -128, which the i8 kernels rely on.
 /// `sum` = Σ qs exactly, for kernels that bias signed weights to unsigned and take it back out.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Default)]
 pub(crate) struct ActBlock {
     pub d: f32,
     pub s: f32,
@@ -31,19 +31,17 @@ impl ActBlock {
 /// nearest even as ggml's x86 quantize_row_q8_0/q8_1 do.
 #[cfg(test)]
 pub(crate) fn quantize_rows(x: &[f32], n_in: usize) -> Vec<ActBlock> {
-    let mut out = Vec::new();
-    quantize_rows_into(x, n_in, &mut out);
+    let mut out = vec![ActBlock::default(); x.len() / QK];
+    for (row, dst) in x.chunks_exact(n_in).zip(out.chunks_exact_mut(n_in / QK)) {
+        quantize_row_into(row, dst);
+    }
     out
 }
 
-/// `quantize_rows` into `out`, reusing its allocation.
-pub(crate) fn quantize_rows_into(x: &[f32], n_in: usize, out: &mut Vec<ActBlock>) {
-    out.clear();
-    out.reserve(x.len() / QK);
-    for row in x.chunks_exact(n_in) {
-        for block in row.chunks_exact(QK) {
-            out.push(quantize_block(block));
-        }
+/// One row of 32-value blocks into `out` (one block per 32 values).
+pub(crate) fn quantize_row_into(row: &[f32], out: &mut [ActBlock]) {
+    for (block, dst) in row.chunks_exact(QK).zip(out) {
+        *dst = quantize_block(block);
     }
 }
 

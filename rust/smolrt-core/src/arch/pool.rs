@@ -11,12 +11,11 @@ const GRABS_PER_THREAD: usize = 8;
 
 /// Splits `buf` into consecutive pieces of the given lengths (their sum at most `buf.len()`) and
 /// runs `f(state, i, piece_i)` for every piece on the pool, each piece exactly once; `init`
-/// makes one `state` per run of consecutive pieces (scratch buffers).
+/// makes one `state` per thread that takes any piece (scratch buffers).
 ///
-/// Threads take runs of pieces from one atomic cursor. Pieces are handed out as disjoint `&mut`
-/// slices without a lock each: a per-piece mutex cost two locked instructions per piece, and
-/// each of those waits for the piece's output stores to drain (measured: 6% of a batched decode
-/// step's samples sat on the unlock).
+/// Pieces are handed out as disjoint `&mut` slices without a lock each: a per-piece mutex cost
+/// two locked instructions per piece, and each of those waits for the piece's output stores to
+/// drain (measured: 6% of a batched decode step's samples sat on the unlock).
 pub(crate) fn for_each_piece<S>(
     buf: &mut [f32],
     lens: impl IntoIterator<Item = usize>,
@@ -33,57 +32,149 @@ pub(crate) fn for_each_piece<S>(
     if n == 0 {
         return;
     }
-    let pieces = Pieces {
-        base: buf.as_mut_ptr(),
-        bounds: &bounds,
-        _buf: PhantomData,
-    };
+    let shared = SharedMut::new(buf);
     let pool = candle_core::utils::barrier_pool();
-    let chunk = n.div_ceil((pool.n_workers() + 1) * GRABS_PER_THREAD).max(1);
-    let cursor = AtomicUsize::new(0);
-    let run = |_thread: usize| {
+    let cursor = Cursor::new(n, pool.n_workers() + 1);
+    pool.execute(|_| {
         let mut state = None;
-        loop {
-            let start = cursor.fetch_add(chunk, Ordering::Relaxed);
-            if start >= n {
-                break;
-            }
+        cursor.take_all(|i| {
             let state = state.get_or_insert_with(&init);
-            for i in start..n.min(start + chunk) {
-                // SAFETY: `i` comes from one range of the cursor, and the cursor's ranges are
-                // disjoint, so no other call holds piece `i`.
-                f(state, i, unsafe { pieces.get(i) });
+            // SAFETY: the cursor yields each index once, and piece i is bounds[i]..bounds[i + 1],
+            // disjoint from every other piece.
+            let piece = unsafe { shared.slice_mut(bounds[i], bounds[i + 1] - bounds[i]) };
+            f(state, i, piece);
+        });
+    });
+}
+
+/// Runs `first(i)` for every `i < n_first`, then, once every thread is done with those,
+/// `second(j)` for every `j < n_second`: two dependent parallel loops in one round trip of the
+/// pool (the matmuls quantize their activation rows in the first and multiply in the second).
+pub(crate) fn two_phases(
+    n_first: usize,
+    n_second: usize,
+    first: impl Fn(usize) + Sync,
+    second: impl Fn(usize) + Sync,
+) {
+    if n_first == 0 && n_second == 0 {
+        return;
+    }
+    let pool = candle_core::utils::barrier_pool();
+    let threads = pool.n_workers() + 1;
+    let (a, b) = (
+        Cursor::new(n_first, threads),
+        Cursor::new(n_second, threads),
+    );
+    let arrived = AtomicUsize::new(0);
+    pool.execute(|_| {
+        a.take_all(&first);
+        // Release publishes this thread's first-phase writes; Acquire sees everyone's.
+        arrived.fetch_add(1, Ordering::AcqRel);
+        while arrived.load(Ordering::Acquire) < threads {
+            std::hint::spin_loop();
+        }
+        b.take_all(&second);
+    });
+}
+
+/// Hands out `0..n` in runs from one atomic counter: every index exactly once over all takers.
+struct Cursor {
+    next: AtomicUsize,
+    n: usize,
+    chunk: usize,
+}
+
+impl Cursor {
+    fn new(n: usize, threads: usize) -> Self {
+        Self {
+            next: AtomicUsize::new(0),
+            n,
+            chunk: n.div_ceil(threads * GRABS_PER_THREAD).max(1),
+        }
+    }
+
+    fn take_all(&self, mut f: impl FnMut(usize)) {
+        loop {
+            let start = self.next.fetch_add(self.chunk, Ordering::Relaxed);
+            if start >= self.n {
+                return;
+            }
+            for i in start..self.n.min(start + self.chunk) {
+                f(i);
             }
         }
-    };
-    pool.execute(run);
+    }
 }
 
-/// `buf` cut at `bounds` (increasing, within `buf`), shared by the pool's threads.
-struct Pieces<'a> {
-    base: *mut f32,
-    bounds: &'a [usize],
-    _buf: PhantomData<&'a mut [f32]>,
+/// A slice the pool's threads share, each writing only its own disjoint parts.
+pub(crate) struct SharedMut<'a, T> {
+    base: *mut T,
+    len: usize,
+    _slice: PhantomData<&'a mut [T]>,
 }
 
-// SAFETY: `get` hands each piece to one caller only (its contract), so sharing the pointer across
-// threads never makes two live `&mut` to the same elements.
-unsafe impl Sync for Pieces<'_> {}
+// SAFETY: the unsafe accessors' contracts keep any two threads' live references disjoint (or
+// all shared), so sharing the pointer is as safe as sending `&mut [T]` parts would be.
+unsafe impl<T: Send + Sync> Sync for SharedMut<'_, T> {}
 
-impl Pieces<'_> {
-    /// Piece `i`. SAFETY: at most one live result per `i` at a time.
-    #[allow(clippy::mut_from_ref)] // exclusive per index by the caller's contract, as above
-    unsafe fn get(&self, i: usize) -> &mut [f32] {
-        let (start, end) = (self.bounds[i], self.bounds[i + 1]);
-        // SAFETY: start <= end <= buf.len() (checked when the bounds were built); the caller
-        // guarantees exclusivity.
-        unsafe { std::slice::from_raw_parts_mut(self.base.add(start), end - start) }
+impl<'a, T> SharedMut<'a, T> {
+    pub(crate) fn new(slice: &'a mut [T]) -> Self {
+        Self {
+            base: slice.as_mut_ptr(),
+            len: slice.len(),
+            _slice: PhantomData,
+        }
+    }
+
+    /// Elements `start..start + len`. SAFETY: while the result lives, no other reference to
+    /// any of these elements is live.
+    #[allow(clippy::mut_from_ref)] // exclusive by the caller's contract, as above
+    pub(crate) unsafe fn slice_mut(&self, start: usize, len: usize) -> &mut [T] {
+        assert!(
+            start <= self.len && len <= self.len - start,
+            "range past the slice"
+        );
+        // SAFETY: in bounds (checked); exclusive by the caller's contract.
+        unsafe { std::slice::from_raw_parts_mut(self.base.add(start), len) }
+    }
+
+    /// Elements `start..start + len`, shared. SAFETY: while the result lives, no `slice_mut`
+    /// result overlapping them is live.
+    pub(crate) unsafe fn slice(&self, start: usize, len: usize) -> &[T] {
+        assert!(
+            start <= self.len && len <= self.len - start,
+            "range past the slice"
+        );
+        // SAFETY: in bounds (checked); no writer by the caller's contract.
+        unsafe { std::slice::from_raw_parts(self.base.add(start), len) }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_second_phase_sees_every_write_of_the_first() {
+        for (n_first, n_second) in [(0, 5), (1, 1), (8, 60), (33, 7), (200, 1000)] {
+            let mut data = vec![0u64; n_first];
+            let shared = SharedMut::new(&mut data);
+            let sums = AtomicUsize::new(0);
+            two_phases(
+                n_first,
+                n_second,
+                // SAFETY: each index once, each writes only its own element
+                |i| unsafe { shared.slice_mut(i, 1)[0] = i as u64 + 1 },
+                |_| {
+                    // SAFETY: the first phase is over, nobody writes any more
+                    let all = unsafe { shared.slice(0, n_first) };
+                    sums.fetch_add(all.iter().sum::<u64>() as usize, Ordering::Relaxed);
+                },
+            );
+            let total = n_first * (n_first + 1) / 2;
+            assert_eq!(sums.load(Ordering::Relaxed), total * n_second);
+        }
+    }
 
     #[test]
     fn every_piece_once_with_its_own_elements() {
