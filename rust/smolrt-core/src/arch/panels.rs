@@ -173,25 +173,35 @@ impl<P: PanelBlock> PanelMatrix<P> {
                     let tile_rows = ROWS_PER_ITEM.min(rows - r0);
                     // SAFETY: the first phase is over: nobody writes the activations any more.
                     let acts = unsafe { acts.slice(0, rows * bpr) };
-                    let mut tile = [0f32; ROWS_PER_ITEM * PANEL];
-                    self.tile(isa, acts, r0, g, &mut tile[..tile_rows * PANEL]);
                     let (c0, cols) = (g * PANEL, PANEL.min(self.n_out - g * PANEL));
-                    for (r, t) in tile.chunks_exact(PANEL).take(tile_rows).enumerate() {
+                    self.tile(isa, acts, r0, tile_rows, g, |r, values| {
                         // SAFETY: item (ri, g) alone writes columns c0..c0 + cols of its rows.
                         let dst = unsafe { outs.slice_mut((r0 + r) * self.n_out + c0, cols) };
-                        dst.copy_from_slice(&t[..cols]);
-                    }
+                        dst.copy_from_slice(&values[..cols]);
+                    });
                 },
             );
         });
     }
 
-    /// One work item: activation rows from `r0` against panel group `g`, into `piece`
-    /// (`[tile_rows][16]`).
-    fn tile(&self, isa: Isa, acts: &[ActBlock], r0: usize, g: usize, piece: &mut [f32]) {
+    /// One work item: `tile_rows` activation rows from `r0` against panel group `g`; calls
+    /// `emit(r, outputs)` with each row's 16 outputs.
+    fn tile(
+        &self,
+        isa: Isa,
+        acts: &[ActBlock],
+        r0: usize,
+        tile_rows: usize,
+        g: usize,
+        mut emit: impl FnMut(usize, &[f32; PANEL]),
+    ) {
         let bpr = self.n_in / QK;
         let panels = &self.panels[g * bpr..(g + 1) * bpr];
-        let tile_rows = piece.len() / PANEL;
+        let mut store = |r: usize, out: &[[f32; PANEL]]| {
+            for (k, row) in out.iter().enumerate() {
+                emit(r + k, row);
+            }
+        };
         // A batched decode step streams the weights from memory once while doing several
         // rows' work on each group: ask for the group after next while this one computes. A
         // single row keeps up on the hardware prefetcher alone, and the hint instructions only
@@ -209,7 +219,7 @@ impl<P: PanelBlock> PanelMatrix<P> {
                 panels,
                 std::array::from_fn::<_, { 2 * ROWS_PER_CALL }, _>(|k| act_row(r + k)),
             );
-            store(&out, &mut piece[r * PANEL..]);
+            store(r, &out);
             r += 2 * ROWS_PER_CALL;
         }
         while r + ROWS_PER_CALL <= tile_rows {
@@ -218,18 +228,15 @@ impl<P: PanelBlock> PanelMatrix<P> {
                 panels,
                 std::array::from_fn::<_, ROWS_PER_CALL, _>(|k| act_row(r + k)),
             );
-            store(&out, &mut piece[r * PANEL..]);
+            store(r, &out);
             r += ROWS_PER_CALL;
         }
         match tile_rows - r {
-            1 => store(&P::dot(isa, panels, [act_row(r)]), &mut piece[r * PANEL..]),
-            2 => store(
-                &P::dot(isa, panels, [act_row(r), act_row(r + 1)]),
-                &mut piece[r * PANEL..],
-            ),
+            1 => store(r, &P::dot(isa, panels, [act_row(r)])),
+            2 => store(r, &P::dot(isa, panels, [act_row(r), act_row(r + 1)])),
             3 => store(
+                r,
                 &P::dot(isa, panels, [act_row(r), act_row(r + 1), act_row(r + 2)]),
-                &mut piece[r * PANEL..],
             ),
             _ => {}
         }
@@ -255,11 +262,5 @@ impl<P: PanelBlock> PanelMatrix<P> {
             o.copy_from_slice(&p.dequantize_lane(r % PANEL));
         }
         true
-    }
-}
-
-fn store<const R: usize>(out: &[[f32; PANEL]; R], dst: &mut [f32]) {
-    for (row, d) in out.iter().zip(dst.chunks_exact_mut(PANEL)) {
-        d.copy_from_slice(row);
     }
 }
