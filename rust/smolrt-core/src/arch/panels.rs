@@ -14,7 +14,6 @@ use std::cell::RefCell;
 use super::act_blocks::{quantize_row_into, ActBlock, QK};
 use super::isa::Isa;
 use super::pool::{two_phases, SharedMut};
-use super::simd::prefetch;
 use crate::{Error, Result};
 
 /// Weight rows per panel: 16 lanes of 32 bits fill one AVX-512 register.
@@ -32,24 +31,33 @@ pub(crate) trait PanelBlock: Copy + Send + Sync + 'static {
     /// `out[r][c]` = row `c` of the panels (one per block) · activation row `r`, in portable
     /// Rust: the reference the SIMD kernels reproduce bit for bit.
     fn dot_scalar<const R: usize>(panels: &[Self], acts: [&[ActBlock]; R]) -> [[f32; PANEL]; R];
-    /// `dot_scalar` in AVX2. Safety: the CPU has AVX2, FMA and F16C; every activation row
-    /// holds one block per panel.
+    /// `dot_scalar` in AVX2; with more than one row it hints in the panel `ahead` places past
+    /// each one it reads (0: no hints). Safety: the CPU has AVX2, FMA and F16C; every activation row holds one block
+    /// per panel.
     #[cfg(target_arch = "x86_64")]
     unsafe fn dot_avx2<const R: usize>(
         panels: &[Self],
         acts: [&[ActBlock]; R],
+        ahead: usize,
     ) -> [[f32; PANEL]; R];
-    /// `dot_scalar` in AVX-512 VNNI. Safety: the CPU has it; row lengths as for `dot_avx2`.
+    /// `dot_scalar` in AVX-512 VNNI, hints as `dot_avx2`. Safety: the CPU has it; row
+    /// lengths as for `dot_avx2`.
     #[cfg(target_arch = "x86_64")]
     unsafe fn dot_avx512<const R: usize>(
         panels: &[Self],
         acts: [&[ActBlock]; R],
+        ahead: usize,
     ) -> [[f32; PANEL]; R];
 
     /// `dot_scalar` with the kernel set `isa`, which must be one the CPU supports (as `isa()`
-    /// or `isa::available()` report).
+    /// or `isa::available()` report); the SIMD kernels prefetch `ahead` panels ahead.
     #[inline]
-    fn dot<const R: usize>(isa: Isa, panels: &[Self], acts: [&[ActBlock]; R]) -> [[f32; PANEL]; R] {
+    fn dot<const R: usize>(
+        isa: Isa,
+        panels: &[Self],
+        acts: [&[ActBlock]; R],
+        ahead: usize,
+    ) -> [[f32; PANEL]; R] {
         assert!(
             acts.iter().all(|a| a.len() == panels.len()),
             "activation rows must hold one block per panel"
@@ -58,9 +66,9 @@ pub(crate) trait PanelBlock: Copy + Send + Sync + 'static {
             // SAFETY: the caller passes only an `isa` the CPU supports, and the lengths are
             // checked above.
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx512Vnni => unsafe { Self::dot_avx512(panels, acts) },
+            Isa::Avx512Vnni => unsafe { Self::dot_avx512(panels, acts, ahead) },
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => unsafe { Self::dot_avx2(panels, acts) },
+            Isa::Avx2 => unsafe { Self::dot_avx2(panels, acts, ahead) },
             _ => Self::dot_scalar(panels, acts),
         }
     }
@@ -73,8 +81,13 @@ thread_local! {
     static SCRATCH: RefCell<Vec<ActBlock>> = const { RefCell::new(Vec::new()) };
 }
 
-/// How far ahead a batched step prefetches (1, 2 and 3 measured the same).
-const PREFETCH_GROUPS_AHEAD: usize = 2;
+/// How far ahead of the panel it multiplies a batched kernel asks for weights: ~40 KB, 128
+/// Q4_1 or 71 Q8_0 panels. A batched decode step does several rows' work per weight byte and
+/// runs near both the compute and the bandwidth limit, so the loads only keep up when hinted
+/// well ahead; one hint per line inside the kernel loop beat a burst of hints for a whole
+/// group two groups ahead (measured below, at `tile`). A single row streams fine on the
+/// hardware prefetcher alone, and hints only cost it.
+const PREFETCH_BYTES: usize = 40 << 10;
 
 /// Activation rows per kernel call: each unpacked weight vector is reused this many times.
 const ROWS_PER_CALL: usize = 4;
@@ -202,14 +215,16 @@ impl<P: PanelBlock> PanelMatrix<P> {
                 emit(r + k, row);
             }
         };
-        // A batched decode step streams the weights from memory once while doing several
-        // rows' work on each group: ask for the group after next while this one computes. A
-        // single row keeps up on the hardware prefetcher alone, and the hint instructions only
-        // cost it (measured on the default model, 2 threads: one-row decode 316-321 tok/s with
-        // them, 353-360 without; eight rows 1150-1208 with, 1100-1126 without).
-        if tile_rows > 1 {
-            prefetch(&self.panels, (g + PREFETCH_GROUPS_AHEAD) * bpr, bpr);
-        }
+        // Hints for batched work only (PREFETCH_BYTES). Measured on the default model, 2
+        // threads: a burst of hints for the group two groups ahead, issued here, cost one-row
+        // decode 10% and gained eight rows 5%; the kernels' in-loop hints ~40 KB ahead, in
+        // their place: eight-row decode 1303 -> 1700 tok/s, prefill 3563 -> 3729, one row
+        // unchanged (forward_speed, best of 6, interleaved).
+        let ahead = if tile_rows > 1 {
+            PREFETCH_BYTES / std::mem::size_of::<P>()
+        } else {
+            0
+        };
         let act_row = |r: usize| &acts[(r0 + r) * bpr..(r0 + r + 1) * bpr];
         let mut r = 0;
         // AVX-512 has the registers for eight rows' sums, halving the weight unpacking.
@@ -218,6 +233,7 @@ impl<P: PanelBlock> PanelMatrix<P> {
                 isa,
                 panels,
                 std::array::from_fn::<_, { 2 * ROWS_PER_CALL }, _>(|k| act_row(r + k)),
+                ahead,
             );
             store(r, &out);
             r += 2 * ROWS_PER_CALL;
@@ -227,16 +243,22 @@ impl<P: PanelBlock> PanelMatrix<P> {
                 isa,
                 panels,
                 std::array::from_fn::<_, ROWS_PER_CALL, _>(|k| act_row(r + k)),
+                ahead,
             );
             store(r, &out);
             r += ROWS_PER_CALL;
         }
         match tile_rows - r {
-            1 => store(r, &P::dot(isa, panels, [act_row(r)])),
-            2 => store(r, &P::dot(isa, panels, [act_row(r), act_row(r + 1)])),
+            1 => store(r, &P::dot(isa, panels, [act_row(r)], ahead)),
+            2 => store(r, &P::dot(isa, panels, [act_row(r), act_row(r + 1)], ahead)),
             3 => store(
                 r,
-                &P::dot(isa, panels, [act_row(r), act_row(r + 1), act_row(r + 2)]),
+                &P::dot(
+                    isa,
+                    panels,
+                    [act_row(r), act_row(r + 1), act_row(r + 2)],
+                    ahead,
+                ),
             ),
             _ => {}
         }

@@ -75,16 +75,18 @@ impl PanelBlock for Q4_1Panel {
     unsafe fn dot_avx2<const R: usize>(
         panels: &[Self],
         acts: [&[ActBlock]; R],
+        ahead: usize,
     ) -> [[f32; PANEL]; R] {
-        super::q4_1_simd::dot_avx2(panels, acts)
+        super::q4_1_simd::dot_avx2(panels, acts, ahead)
     }
 
     #[cfg(target_arch = "x86_64")]
     unsafe fn dot_avx512<const R: usize>(
         panels: &[Self],
         acts: [&[ActBlock]; R],
+        ahead: usize,
     ) -> [[f32; PANEL]; R] {
-        super::q4_1_simd::dot_avx512(panels, acts)
+        super::q4_1_simd::dot_avx512(panels, acts, ahead)
     }
 }
 

@@ -14,6 +14,7 @@ use std::arch::x86_64::*;
 use super::act_blocks::ActBlock;
 use super::panels::PANEL;
 use super::q4_1::Q4_1Panel;
+use super::simd::prefetch_ahead;
 
 /// 16 lanes, one per panel row: `vpdpbusd` multiplies each lane's 4 unsigned weight nibbles by
 /// the 4 broadcast activation bytes and adds the four products into the lane's i32.
@@ -21,10 +22,14 @@ use super::q4_1::Q4_1Panel;
 pub(super) unsafe fn dot_avx512<const R: usize>(
     panels: &[Q4_1Panel],
     acts: [&[ActBlock]; R],
+    ahead: usize,
 ) -> [[f32; PANEL]; R] {
     let nibble = _mm512_set1_epi8(0x0F);
     let mut acc = [_mm512_setzero_ps(); R];
     for (i, p) in panels.iter().enumerate() {
+        if R > 1 {
+            prefetch_ahead(p, ahead);
+        }
         let d = _mm512_cvtph_ps(_mm256_loadu_si256(p.d.as_ptr() as *const __m256i));
         let m = _mm512_cvtph_ps(_mm256_loadu_si256(p.m.as_ptr() as *const __m256i));
         let mut isum = [_mm512_setzero_si512(); R];
@@ -59,6 +64,7 @@ pub(super) unsafe fn dot_avx512<const R: usize>(
 pub(super) unsafe fn dot_avx2<const R: usize>(
     panels: &[Q4_1Panel],
     acts: [&[ActBlock]; R],
+    ahead: usize,
 ) -> [[f32; PANEL]; R] {
     let nibble = _mm256_set1_epi8(0x0F);
     let ones = _mm256_set1_epi16(1);
@@ -66,6 +72,9 @@ pub(super) unsafe fn dot_avx2<const R: usize>(
     for half in 0..2 {
         let mut acc = [_mm256_setzero_ps(); R];
         for (i, p) in panels.iter().enumerate() {
+            if R > 1 && half == 0 {
+                prefetch_ahead(p, ahead);
+            }
             let d = _mm256_cvtph_ps(_mm_loadu_si128(p.d.as_ptr().add(8 * half) as *const __m128i));
             let m = _mm256_cvtph_ps(_mm_loadu_si128(p.m.as_ptr().add(8 * half) as *const __m128i));
             let mut sum16 = [_mm256_setzero_si256(); R];

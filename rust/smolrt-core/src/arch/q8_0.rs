@@ -56,16 +56,18 @@ impl PanelBlock for Q8_0Panel {
     unsafe fn dot_avx2<const R: usize>(
         panels: &[Self],
         acts: [&[ActBlock]; R],
+        ahead: usize,
     ) -> [[f32; PANEL]; R] {
-        super::q8_0_simd::dot_avx2(panels, acts)
+        super::q8_0_simd::dot_avx2(panels, acts, ahead)
     }
 
     #[cfg(target_arch = "x86_64")]
     unsafe fn dot_avx512<const R: usize>(
         panels: &[Self],
         acts: [&[ActBlock]; R],
+        ahead: usize,
     ) -> [[f32; PANEL]; R] {
-        super::q8_0_simd::dot_avx512(panels, acts)
+        super::q8_0_simd::dot_avx512(panels, acts, ahead)
     }
 }
 

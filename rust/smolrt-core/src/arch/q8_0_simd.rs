@@ -14,6 +14,7 @@ use std::arch::x86_64::*;
 use super::act_blocks::ActBlock;
 use super::panels::PANEL;
 use super::q8_0::Q8_0Panel;
+use super::simd::prefetch_ahead;
 
 /// `vpdpbusd` wants one unsigned operand: the weights are biased to u8 (q + 128, a sign-bit
 /// flip) and 128 · Σ q_a, exact in i32, is taken back out of each lane's sum.
@@ -21,10 +22,14 @@ use super::q8_0::Q8_0Panel;
 pub(super) unsafe fn dot_avx512<const R: usize>(
     panels: &[Q8_0Panel],
     acts: [&[ActBlock]; R],
+    ahead: usize,
 ) -> [[f32; PANEL]; R] {
     let bias = _mm512_set1_epi8(-128);
     let mut acc = [_mm512_setzero_ps(); R];
     for (i, p) in panels.iter().enumerate() {
+        if R > 1 {
+            prefetch_ahead(p, ahead);
+        }
         let d = _mm512_cvtph_ps(_mm256_loadu_si256(p.d.as_ptr() as *const __m256i));
         let mut isum = [_mm512_setzero_si512(); R];
         for k in 0..8 {
@@ -55,12 +60,16 @@ pub(super) unsafe fn dot_avx512<const R: usize>(
 pub(super) unsafe fn dot_avx2<const R: usize>(
     panels: &[Q8_0Panel],
     acts: [&[ActBlock]; R],
+    ahead: usize,
 ) -> [[f32; PANEL]; R] {
     let ones = _mm256_set1_epi16(1);
     let mut out = [[0f32; PANEL]; R];
     for half in 0..2 {
         let mut acc = [_mm256_setzero_ps(); R];
         for (i, p) in panels.iter().enumerate() {
+            if R > 1 && half == 0 {
+                prefetch_ahead(p, ahead);
+            }
             let d = _mm256_cvtph_ps(_mm_loadu_si128(p.d.as_ptr().add(8 * half) as *const __m128i));
             let mut isum = [_mm256_setzero_si256(); R];
             for k in 0..8 {

@@ -51,3 +51,22 @@ pub(crate) fn prefetch<B>(blocks: &[B], start: usize, len: usize) {
     #[cfg(not(target_arch = "x86_64"))]
     let _ = (blocks, start, len);
 }
+
+/// Hints in the lines of the item `ahead` places past `item` in its array (0: nothing): a
+/// kernel calls this once per item it reads, so the hints run at the pace of the work. The
+/// address is computed with wrapping arithmetic and never dereferenced (a prefetch does not
+/// fault), so past the end of the array it is only a wasted hint.
+#[inline(always)]
+pub(crate) fn prefetch_ahead<T>(item: &T, ahead: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if ahead > 0 {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        let at = (item as *const T).wrapping_add(ahead) as *const i8;
+        for line in 0..std::mem::size_of::<T>().div_ceil(64) {
+            // SAFETY: prefetch never faults; the pointer is not dereferenced.
+            unsafe { _mm_prefetch(at.wrapping_add(64 * line), _MM_HINT_T0) };
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (item, ahead);
+}
