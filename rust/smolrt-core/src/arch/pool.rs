@@ -2,8 +2,11 @@
 //! pool, which our matmul kernels share). Everything parallel goes through it: a second pool
 //! (rayon's) would spin its idle workers against this one's on the same cores.
 
+use std::any::Any;
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 /// Grabs per thread: enough that a thread the OS took away for a while leaves its share to the
 /// others, few enough that the shared cursor stays cheap.
@@ -35,16 +38,20 @@ pub(crate) fn for_each_piece<S>(
     let shared = SharedMut::new(buf);
     let pool = candle_core::utils::barrier_pool();
     let cursor = Cursor::new(n, pool.n_workers() + 1);
+    let panic = Caught::default();
     pool.execute(|_| {
-        let mut state = None;
-        cursor.take_all(|i| {
-            let state = state.get_or_insert_with(&init);
-            // SAFETY: the cursor yields each index once, and piece i is bounds[i]..bounds[i + 1],
-            // disjoint from every other piece.
-            let piece = unsafe { shared.slice_mut(bounds[i], bounds[i + 1] - bounds[i]) };
-            f(state, i, piece);
-        });
+        panic.catch(|| {
+            let mut state = None;
+            cursor.take_all(|i| {
+                let state = state.get_or_insert_with(&init);
+                // SAFETY: the cursor yields each index once, and piece i is
+                // bounds[i]..bounds[i + 1], disjoint from every other piece.
+                let piece = unsafe { shared.slice_mut(bounds[i], bounds[i + 1] - bounds[i]) };
+                f(state, i, piece);
+            })
+        })
     });
+    panic.resume();
 }
 
 /// Runs `first(i)` for every `i < n_first`, then, once every thread is done with those,
@@ -66,15 +73,50 @@ pub(crate) fn two_phases(
         Cursor::new(n_second, threads),
     );
     let arrived = AtomicUsize::new(0);
+    let panic = Caught::default();
     pool.execute(|_| {
-        a.take_all(&first);
+        // A panic in `first` is caught, so this thread still arrives and nobody waits forever.
+        panic.catch(|| a.take_all(&first));
         // Release publishes this thread's first-phase writes; Acquire sees everyone's.
         arrived.fetch_add(1, Ordering::AcqRel);
         while arrived.load(Ordering::Acquire) < threads {
             std::hint::spin_loop();
         }
-        b.take_all(&second);
+        if !panic.happened() {
+            panic.catch(|| b.take_all(&second));
+        }
     });
+    panic.resume();
+}
+
+/// The first panic of a parallel section's threads, re-raised on the caller once the section
+/// is over. A panic must not unwind out of candle's `execute` on the calling thread: it would
+/// poison the pool's call lock, and every later parallel section of the process would fail.
+#[derive(Default)]
+struct Caught {
+    payload: Mutex<Option<Box<dyn Any + Send>>>,
+    any: AtomicBool,
+}
+
+impl Caught {
+    fn catch(&self, f: impl FnOnce()) {
+        if let Err(p) = std::panic::catch_unwind(AssertUnwindSafe(f)) {
+            self.any.store(true, Ordering::Release);
+            let mut slot = self.payload.lock().unwrap_or_else(|e| e.into_inner());
+            slot.get_or_insert(p);
+        }
+    }
+
+    fn happened(&self) -> bool {
+        self.any.load(Ordering::Acquire)
+    }
+
+    fn resume(self) {
+        let payload = self.payload.into_inner().unwrap_or_else(|e| e.into_inner());
+        if let Some(p) = payload {
+            std::panic::resume_unwind(p);
+        }
+    }
 }
 
 /// Hands out `0..n` in runs from one atomic counter: every index exactly once over all takers.
@@ -174,6 +216,38 @@ mod tests {
             let total = n_first * (n_first + 1) / 2;
             assert_eq!(sums.load(Ordering::Relaxed), total * n_second);
         }
+    }
+
+    #[test]
+    fn a_panic_in_a_section_reaches_the_caller_and_leaves_the_pool_working() {
+        let second = AtomicUsize::new(0);
+        let caught = std::panic::catch_unwind(|| {
+            two_phases(
+                16,
+                4,
+                |i| assert_ne!(i, 7, "a bug in phase one"),
+                |_| {
+                    second.fetch_add(1, Ordering::Relaxed);
+                },
+            )
+        });
+        assert!(caught.is_err());
+        let mut buf = vec![0f32; 8];
+        let caught = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            for_each_piece(&mut buf, [2, 2, 2, 2], || (), |_, i, _| assert_ne!(i, 3))
+        }));
+        assert!(caught.is_err());
+        // the pool still works afterwards
+        let runs = AtomicUsize::new(0);
+        two_phases(
+            3,
+            5,
+            |_| {},
+            |_| {
+                runs.fetch_add(1, Ordering::Relaxed);
+            },
+        );
+        assert_eq!(runs.load(Ordering::Relaxed), 5);
     }
 
     #[test]
