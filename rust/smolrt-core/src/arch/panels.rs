@@ -32,8 +32,8 @@ pub(crate) trait PanelBlock: Copy + Send + Sync + 'static {
     /// Rust: the reference the SIMD kernels reproduce bit for bit.
     fn dot_scalar<const R: usize>(panels: &[Self], acts: [&[ActBlock]; R]) -> [[f32; PANEL]; R];
     /// `dot_scalar` in AVX2; with more than one row it hints in the panel `ahead` places past
-    /// each one it reads (0: no hints). Safety: the CPU has AVX2, FMA and F16C; every activation row holds one block
-    /// per panel.
+    /// each one it reads (0: no hints). Safety: the CPU has AVX2, FMA and F16C; every
+    /// activation row holds one block per panel.
     #[cfg(target_arch = "x86_64")]
     unsafe fn dot_avx2<const R: usize>(
         panels: &[Self],

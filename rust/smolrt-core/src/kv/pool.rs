@@ -43,8 +43,6 @@ impl<E> KvView<'_, E> {
         self.kv_dim
     }
 
-    /// The tiles, if this pool stores `E` (attention asks for the type [`kv_type`](Self::kv_type)
-    /// names).
     fn tile_range(&self, layer: usize, block: u32) -> std::ops::Range<usize> {
         let tile = self.block_size * self.kv_dim;
         let start = (block as usize * self.n_layer + layer) * tile;
@@ -213,6 +211,12 @@ impl KvBlockPool {
         self.in_use.get(id as usize).copied().unwrap_or(false)
     }
 
+    /// Where `layer`'s key (and value) tile of `block` starts in its store: blocks hold every
+    /// layer's tiles back to back.
+    fn tile_start(&self, layer: usize, block: u32) -> usize {
+        (block as usize * self.n_layer + layer) * self.block_size * self.kv_dim
+    }
+
     /// The tiles, if this pool stores `E` (attention asks for the type [`kv_type`](Self::kv_type)
     /// names).
     pub(crate) fn view<E: KvElement>(&self) -> Option<KvView<'_, E>> {
@@ -237,7 +241,7 @@ impl KvBlockPool {
     }
 
     fn prefetch_in<T>(&self, keys: &[T], values: &KvStore, layer: usize, block: u32, slot: usize) {
-        let tile = (block as usize * self.n_layer + layer) * self.block_size * self.kv_dim;
+        let tile = self.tile_start(layer, block);
         let size = std::mem::size_of::<T>();
         // dimensions whose key rows share a 64-byte line
         let step = (64 / (self.block_size * size)).max(1);
@@ -267,7 +271,7 @@ impl KvBlockPool {
         k: &[f32],
         v: &[f32],
     ) {
-        let tile = (block as usize * self.n_layer + layer) * self.block_size * self.kv_dim;
+        let tile = self.tile_start(layer, block);
         let (n, bs) = (self.kv_dim, self.block_size);
         // Both stores hold `kv_type` elements (`with_type` builds them so).
         if let Some(keys) = E::elements_mut(&mut self.keys) {
