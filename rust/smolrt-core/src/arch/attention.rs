@@ -30,56 +30,48 @@ const MAX_GROUP: usize = 4;
 /// Grouped units only when there are at least this many, so both cores get a fair share.
 const MIN_GROUPED_UNITS: usize = 8;
 
+/// One layer's queries for a batch: where each row sits, the head shape, and the rows' query
+/// heads (`qkv` rows are `q_stride` apart and start with the row's query heads).
+pub(crate) struct Queries<'a> {
+    pub rows: &'a [RowCtx<'a>],
+    pub heads: &'a Heads,
+    pub qkv: &'a [f32],
+    pub q_stride: usize,
+}
+
 /// For every row and head: `out = softmax(q·Kᵀ / √head_dim) · V` over the row's visible
-/// positions. `qkv` rows are `q_stride` apart and start with the row's query heads; `out` is
-/// `[rows][n_head * head_dim]`. Work units are (row, head), so a long single-sequence decode and a
-/// many-sequence batch both spread over the cores — or, with AVX-512 and enough rows, (row, kv
-/// head) with its query heads together. Each head is computed by the same operations whatever
-/// unit, instruction set or batch it falls in.
-pub(crate) fn attend(
-    pool: &KvBlockPool,
-    layer: usize,
-    rows: &[RowCtx<'_>],
-    heads: &Heads,
-    qkv: &[f32],
-    q_stride: usize,
-    out: &mut [f32],
-) {
-    attend_with(isa(), pool, layer, rows, heads, qkv, q_stride, out);
+/// positions in `layer`'s cache; `out` is `[rows][n_head * head_dim]`. Work units are (row,
+/// head), so a long single-sequence decode and a many-sequence batch both spread over the cores
+/// — or, with AVX-512 and enough rows, (row, kv head) with its query heads together. Each head
+/// is computed by the same operations whatever unit, instruction set or batch it falls in.
+pub(crate) fn attend(pool: &KvBlockPool, layer: usize, q: &Queries<'_>, out: &mut [f32]) {
+    attend_with(isa(), pool, layer, q, out);
 }
 
 /// `attend` with the given instruction set (one the CPU supports): AVX-512 registers, or
 /// `Lanes16` (AVX2 or portable, as the build has it). All give the same bits.
-#[allow(clippy::too_many_arguments)]
-fn attend_with(
-    isa: Isa,
-    pool: &KvBlockPool,
-    layer: usize,
-    rows: &[RowCtx<'_>],
-    heads: &Heads,
-    qkv: &[f32],
-    q_stride: usize,
-    out: &mut [f32],
-) {
+fn attend_with(isa: Isa, pool: &KvBlockPool, layer: usize, q: &Queries<'_>, out: &mut [f32]) {
     // A pool holds one element type; the kernels are compiled for each.
     if let Some(kv) = pool.view::<f16>() {
-        attend_typed(isa, &kv, layer, rows, heads, qkv, q_stride, out);
+        attend_typed(isa, &kv, layer, q, out);
     } else if let Some(kv) = pool.view::<f32>() {
-        attend_typed(isa, &kv, layer, rows, heads, qkv, q_stride, out);
+        attend_typed(isa, &kv, layer, q, out);
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 fn attend_typed<E: LaneSource>(
     isa: Isa,
     kv: &KvView<'_, E>,
     layer: usize,
-    rows: &[RowCtx<'_>],
-    heads: &Heads,
-    qkv: &[f32],
-    q_stride: usize,
+    queries: &Queries<'_>,
     out: &mut [f32],
 ) {
+    let Queries {
+        rows,
+        heads,
+        qkv,
+        q_stride,
+    } = *queries;
     let hd = heads.head_dim;
     let group = heads.n_head / heads.n_head_kv;
     let scale = 1.0 / (hd as f32).sqrt();
@@ -495,10 +487,16 @@ mod tests {
                     head_dim: hd,
                 };
                 let mut out = vec![0f32; n * q_dim];
-                attend(&pool, 0, &rows, &heads, &q, q_dim, &mut out);
+                let queries = Queries {
+                    rows: &rows,
+                    heads: &heads,
+                    qkv: &q,
+                    q_stride: q_dim,
+                };
+                attend(&pool, 0, &queries, &mut out);
                 for isa in crate::arch::isa::available() {
                     let mut other = vec![0f32; n * q_dim];
-                    attend_with(isa, &pool, 0, &rows, &heads, &q, q_dim, &mut other);
+                    attend_with(isa, &pool, 0, &queries, &mut other);
                     let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
                     assert_eq!(
                         bits(&other),

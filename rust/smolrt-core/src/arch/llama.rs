@@ -1,7 +1,7 @@
 //! The llama-family decoder (SmolLM2, SmolLM3): pre-norm attention and SwiGLU blocks, run over a
 //! batch of sequence chunks at once.
 
-use super::attention::{attend, Heads, RowCtx};
+use super::attention::{attend, Heads, Queries, RowCtx};
 use super::ops::{add_assign, rms_norm_rows, rope_angles, rope_heads, silu_mul};
 use super::weights::Weights;
 use crate::config::ModelConfig;
@@ -137,7 +137,13 @@ impl Model {
                 let (k, v) = qkv_row[q_dim..].split_at(kv_dim);
                 pool.write(il, row.blocks[row.pos / bs], row.pos % bs, k, v);
             }
-            attend(pool, il, rows, &heads, &qkv, qkv_dim, &mut attn);
+            let queries = Queries {
+                rows,
+                heads: &heads,
+                qkv: &qkv,
+                q_stride: qkv_dim,
+            };
+            attend(pool, il, &queries, &mut attn);
             layer.attn_output.forward(&mut attn, t, &mut proj)?;
             add_assign(&mut x, &proj);
 
