@@ -72,7 +72,8 @@ class Engine:
 
         `kv_type`: how cached keys and values are stored, "f16" (half the memory, so twice the
         context per `kv_budget_mb`, and less to read per step; llama.cpp's default too) or "f32"
-        (the activations' exact values).
+        (the activations' exact values; for a model whose keys or values exceed f16's ±65504,
+        which would turn into infinities).
         """
         resolved = resolve_model(None if path is None else str(path))
         native = _core.Engine.load(

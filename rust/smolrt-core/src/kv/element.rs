@@ -1,7 +1,7 @@
 //! The number format of cached keys and values. Attention reads the cache once per position per
 //! step, so at batch sizes above one its cost is the bytes it reads: f16 (the default, as in
 //! llama.cpp) halves them and doubles the context a memory budget holds; f32 keeps the
-//! activations' exact values.
+//! activations' exact values (and their range: f16 overflows past ±65504).
 
 use half::f16;
 use half::slice::HalfBitsSliceExt;
