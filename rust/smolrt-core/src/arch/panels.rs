@@ -31,8 +31,8 @@ pub(crate) trait PanelBlock: Copy + Send + Sync + 'static {
     /// `out[r][c]` = row `c` of the panels (one per block) · activation row `r`, in portable
     /// Rust: the reference the SIMD kernels reproduce bit for bit.
     fn dot_scalar<const R: usize>(panels: &[Self], acts: [&[ActBlock]; R]) -> [[f32; PANEL]; R];
-    /// `dot_scalar` in AVX2; with more than one row it hints in the panel `ahead` places past
-    /// each one it reads (0: no hints). Safety: the CPU has AVX2, FMA and F16C; every
+    /// `dot_scalar` in AVX2, hinting in the panel `ahead` places past each one it reads (0: no
+    /// hints). Safety: the CPU has AVX2, FMA and F16C; every
     /// activation row holds one block per panel.
     #[cfg(target_arch = "x86_64")]
     unsafe fn dot_avx2<const R: usize>(
@@ -81,13 +81,14 @@ thread_local! {
     static SCRATCH: RefCell<Vec<ActBlock>> = const { RefCell::new(Vec::new()) };
 }
 
-/// How far ahead of the panel it multiplies a batched kernel asks for weights: ~40 KB, 128
-/// Q4_1 or 71 Q8_0 panels. A batched decode step does several rows' work per weight byte and
-/// runs near both the compute and the bandwidth limit, so the loads only keep up when hinted
-/// well ahead; one hint per line inside the kernel loop beat a burst of hints for a whole
-/// group two groups ahead (measured below, at `tile`). A single row streams fine on the
-/// hardware prefetcher alone, and hints only cost it.
+/// How far ahead of the panel it multiplies a kernel asks for weights, one panel's lines per
+/// loop iteration so the hints keep pace with the work. With several rows per weight byte a
+/// batched step runs near both the compute and the bandwidth limit and needs the weights asked
+/// for well ahead: ~40 KB (128 Q4_1 or 71 Q8_0 panels). A single row runs at the bandwidth
+/// limit, where hints far ahead only compete with the stream the hardware prefetcher already
+/// follows: ~4 KB (12 Q4_1 or 7 Q8_0 panels). Measured at `tile`.
 const PREFETCH_BYTES: usize = 40 << 10;
+const PREFETCH_BYTES_ONE_ROW: usize = 4 << 10;
 
 /// Activation rows per kernel call: each unpacked weight vector is reused this many times.
 const ROWS_PER_CALL: usize = 4;
@@ -215,16 +216,17 @@ impl<P: PanelBlock> PanelMatrix<P> {
                 emit(r + k, row);
             }
         };
-        // Hints for batched work only (PREFETCH_BYTES). Measured on the default model, 2
-        // threads: a burst of hints for the group two groups ahead, issued here, cost one-row
-        // decode 10% and gained eight rows 5%; the kernels' in-loop hints ~40 KB ahead, in
-        // their place: eight-row decode 1303 -> 1700 tok/s, prefill 3563 -> 3729, one row
-        // unchanged (forward_speed, best of 6, interleaved).
+        // Measured on the default model, 2 threads (forward_speed, best of 5-6, interleaved):
+        // the kernels' in-loop hints against the burst of hints for the group two groups ahead
+        // that this driver issued before: eight-row decode 1303 -> 1700 tok/s, prefill
+        // 3563 -> 3729; for one row (which had no hints: the burst cost it 10%) 4 KB ahead
+        // took decode from 322-343 to 338-373 tok/s with AVX-512 and 278-284 to 315-330 with
+        // AVX2 (2 KB: 353-362, 6 KB: 334-360, 8 KB: 328-367, 12-16 KB: slower than none).
         let ahead = if tile_rows > 1 {
-            PREFETCH_BYTES / std::mem::size_of::<P>()
+            PREFETCH_BYTES
         } else {
-            0
-        };
+            PREFETCH_BYTES_ONE_ROW
+        } / std::mem::size_of::<P>();
         let act_row = |r: usize| &acts[(r0 + r) * bpr..(r0 + r + 1) * bpr];
         let mut r = 0;
         // AVX-512 has the registers for eight rows' sums, halving the weight unpacking.

@@ -27,9 +27,7 @@ pub(super) unsafe fn dot_avx512<const R: usize>(
     let nibble = _mm512_set1_epi8(0x0F);
     let mut acc = [_mm512_setzero_ps(); R];
     for (i, p) in panels.iter().enumerate() {
-        if R > 1 {
-            prefetch_ahead(p, ahead);
-        }
+        prefetch_ahead(p, ahead);
         let d = _mm512_cvtph_ps(_mm256_loadu_si256(p.d.as_ptr() as *const __m256i));
         let m = _mm512_cvtph_ps(_mm256_loadu_si256(p.m.as_ptr() as *const __m256i));
         let mut isum = [_mm512_setzero_si512(); R];
@@ -72,7 +70,7 @@ pub(super) unsafe fn dot_avx2<const R: usize>(
     for half in 0..2 {
         let mut acc = [_mm256_setzero_ps(); R];
         for (i, p) in panels.iter().enumerate() {
-            if R > 1 && half == 0 {
+            if half == 0 {
                 prefetch_ahead(p, ahead);
             }
             let d = _mm256_cvtph_ps(_mm_loadu_si128(p.d.as_ptr().add(8 * half) as *const __m128i));
