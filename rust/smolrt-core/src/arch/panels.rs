@@ -13,7 +13,7 @@ use std::cell::RefCell;
 
 use super::act_blocks::{quantize_row_into, ActBlock, QK};
 use super::isa::Isa;
-use super::pool::{two_phases, SharedMut};
+use super::pool::{two_phases, SharedMut, Split};
 use crate::{Error, Result};
 
 /// Weight rows per panel: 16 lanes of 32 bits fill one AVX-512 register.
@@ -173,9 +173,17 @@ impl<P: PanelBlock> PanelMatrix<P> {
             let groups = self.n_out.div_ceil(PANEL);
             let row_items = rows.div_ceil(ROWS_PER_ITEM);
             let (acts, outs) = (SharedMut::new(acts), SharedMut::new(out));
+            // One row is bound by memory bandwidth: long runs of panel groups stream best. A
+            // batch shares the cores with the threads serving its streams: short runs.
+            let split = if rows == 1 {
+                Split::Coarse
+            } else {
+                Split::Fine
+            };
             two_phases(
                 rows,
                 row_items * groups,
+                split,
                 |r| {
                     // SAFETY: row r's blocks are written by this call only (each row once).
                     let dst = unsafe { acts.slice_mut(r * bpr, bpr) };
