@@ -1,6 +1,6 @@
-//! Which instruction set the panel kernels run, chosen once per process from what the CPU
-//! reports (so one wheel uses AVX-512 VNNI where it exists and AVX2 elsewhere), and lowered, never
-//! raised, by `SMOLRT_KERNELS` for tests and comparisons.
+//! Which instruction set the panel kernels, attention and SwiGLU run, chosen once per process
+//! from what the CPU reports (so one wheel uses AVX-512 VNNI where it exists and AVX2
+//! elsewhere), and lowered, never raised, by `SMOLRT_KERNELS` for tests and comparisons.
 
 use std::sync::OnceLock;
 

@@ -1,5 +1,5 @@
 //! Sixteen f32 lanes held in registers: the accumulators and the softmax of attention's inner
-//! loops. Written with AVX2 intrinsics where the build has them because the auto-vectorizer,
+//! loops, and SwiGLU. Written with AVX2 intrinsics where the build has them because the auto-vectorizer,
 //! given the same loops over `[f32; 16]`, sometimes kept the sums on the stack or fell back to
 //! scalar code. Every implementation does the same operations per lane (fused where one is
 //! fused, the same reduction tree, the same exp polynomial), so they give the same bits.

@@ -2,8 +2,8 @@
 //!
 //! Matmuls run on the whole batch at once, through our integer kernels for Q4_1 and Q8_0
 //! (16-row panels, AVX-512 VNNI or AVX2 chosen at run time) and candle's quantized kernels for
-//! other types. Attention runs on 16-lane vectors (AVX-512 or AVX2, also chosen at run time);
-//! the rest between the matmuls (norms, rope, SwiGLU) is plain Rust over f32 slices. Every
+//! other types. Attention and SwiGLU run on 16-lane vectors (AVX-512 or AVX2, also chosen at
+//! run time); norms and rope are plain Rust over f32 slices, a row per piece on the pool. Every
 //! instruction set gives the same bits.
 
 mod act_blocks;

@@ -1,5 +1,5 @@
 //! The report of which kernels this process runs (benchmarks print it, so a scalar fallback
-//! never goes unnoticed), and the prefetch hint the matmul driver uses.
+//! never goes unnoticed), and the prefetch hints of the matmul kernels and the KV cache.
 
 /// The instruction-set extensions smolrt's kernels use in this process, e.g. `["avx2", "fma",
 /// "f16c", "avx512f", "avx512bw", "avx512vnni"]`: the build's compile-time set (activation

@@ -60,6 +60,21 @@ impl KvStore {
             KvType::F32 => KvStore::F32(vec![0.0; n]),
         }
     }
+
+    pub(crate) fn kind(&self) -> KvType {
+        match self {
+            KvStore::F16(_) => KvType::F16,
+            KvStore::F32(_) => KvType::F32,
+        }
+    }
+
+    /// Hints in the cache lines of elements `start..start + len`.
+    pub(crate) fn prefetch(&self, start: usize, len: usize) {
+        match self {
+            KvStore::F16(v) => crate::arch::prefetch(v, start, len),
+            KvStore::F32(v) => crate::arch::prefetch(v, start, len),
+        }
+    }
 }
 
 /// An element type a pool can store: converted from the activations on write, to f32 on read.

@@ -14,7 +14,6 @@ pub struct KvBlockPool {
     n_layer: usize,
     /// Elements of one position's keys (or values) in one layer: n_head_kv * head_dim.
     kv_dim: usize,
-    kv_type: KvType,
     keys: KvStore,
     values: KvStore,
     /// Stack of free block ids; popped from the end so low ids are handed out first.
@@ -111,7 +110,6 @@ impl KvBlockPool {
             block_size,
             n_layer: cfg.n_layer,
             kv_dim,
-            kv_type,
             keys: KvStore::zeroed(kv_type, elems),
             values: KvStore::zeroed(kv_type, elems),
             free: (0..total as u32).rev().collect(),
@@ -124,7 +122,7 @@ impl KvBlockPool {
     }
 
     pub fn kv_type(&self) -> KvType {
-        self.kv_type
+        self.keys.kind()
     }
 
     pub fn total_blocks(&self) -> usize {
@@ -137,7 +135,7 @@ impl KvBlockPool {
 
     /// Bytes of K plus V storage in one block (all layers).
     pub fn bytes_per_block(&self) -> usize {
-        2 * self.n_layer * self.block_size * self.kv_dim * self.kv_type.size()
+        2 * self.n_layer * self.block_size * self.kv_dim * self.kv_type().size()
     }
 
     /// Blocks `seq` must still take from the pool to hold `extra_tokens` more positions.
@@ -234,30 +232,18 @@ impl KvBlockPool {
     /// tile last read a whole step ago has left the caches, so a write without this waits on
     /// memory once per line (measured: the KV writes took 5% of an eight-row decode step).
     pub(crate) fn prefetch_slot(&self, layer: usize, block: u32, slot: usize) {
-        match &self.keys {
-            KvStore::F16(keys) => self.prefetch_in(keys, &self.values, layer, block, slot),
-            KvStore::F32(keys) => self.prefetch_in(keys, &self.values, layer, block, slot),
-        }
-    }
-
-    fn prefetch_in<T>(&self, keys: &[T], values: &KvStore, layer: usize, block: u32, slot: usize) {
         let tile = self.tile_start(layer, block);
-        let size = std::mem::size_of::<T>();
         // dimensions whose key rows share a 64-byte line
-        let step = (64 / (self.block_size * size)).max(1);
+        let step = (64 / (self.block_size * self.kv_type().size())).max(1);
         for d in (0..self.kv_dim).step_by(step) {
-            crate::arch::prefetch(keys, tile + d * self.block_size + slot, 1);
+            self.keys.prefetch(tile + d * self.block_size + slot, 1);
         }
-        let at = tile + slot * self.kv_dim;
-        match values {
-            KvStore::F16(v) => crate::arch::prefetch(v, at, self.kv_dim),
-            KvStore::F32(v) => crate::arch::prefetch(v, at, self.kv_dim),
-        }
+        self.values.prefetch(tile + slot * self.kv_dim, self.kv_dim);
     }
 
     /// Stores one position's keys and values (each `kv_dim` long) for `layer`.
     pub(crate) fn write(&mut self, layer: usize, block: u32, slot: usize, k: &[f32], v: &[f32]) {
-        match self.kv_type {
+        match self.kv_type() {
             KvType::F16 => self.write_as::<half::f16>(layer, block, slot, k, v),
             KvType::F32 => self.write_as::<f32>(layer, block, slot, k, v),
         }
@@ -273,7 +259,7 @@ impl KvBlockPool {
     ) {
         let tile = self.tile_start(layer, block);
         let (n, bs) = (self.kv_dim, self.block_size);
-        // Both stores hold `kv_type` elements (`with_type` builds them so).
+        // Both stores hold elements of one type (`with_type` builds them so).
         if let Some(keys) = E::elements_mut(&mut self.keys) {
             for (d, &x) in k.iter().enumerate().take(n) {
                 keys[tile + d * bs + slot] = E::from_f32(x);
