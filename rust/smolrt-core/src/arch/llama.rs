@@ -2,8 +2,8 @@
 //! batch of sequence chunks at once.
 
 use super::attention::{attend, Heads, Queries, RowCtx};
-use super::ops::{add_assign, rms_norm, rms_norm_rows, rope_angles, rope_heads, silu_mul};
-use super::pool::for_each_piece;
+use super::ops::{add_assign, rms_norm_rows, rope_angles, rope_heads, silu_mul};
+use super::pool::for_each_row;
 use super::weights::Weights;
 use crate::config::ModelConfig;
 use crate::gguf::GgufFile;
@@ -127,17 +127,10 @@ impl Model {
             for row in rows {
                 pool.prefetch_slot(il, row.blocks[row.pos / bs], row.pos % bs);
             }
-            each_row(&mut h, n_embd, |r, out| {
-                rms_norm(
-                    &x[r * n_embd..(r + 1) * n_embd],
-                    &layer.attn_norm,
-                    cfg.rms_eps,
-                    out,
-                )
-            });
+            rms_norm_rows(&x, &layer.attn_norm, cfg.rms_eps, n_embd, &mut h);
             layer.qkv.forward(&mut h, t, &mut qkv)?;
             if cfg.use_rope[il] && n_rot > 0 {
-                each_row(&mut qkv, qkv_dim, |r, qkv_row| {
+                for_each_row(&mut qkv, qkv_dim, |r, qkv_row| {
                     let a = &angles[r * n_rot..(r + 1) * n_rot];
                     rope_heads(&mut qkv_row[..q_dim + kv_dim], hd, a);
                 });
@@ -156,17 +149,10 @@ impl Model {
             layer.attn_output.forward(&mut attn, t, &mut proj)?;
             add_assign(&mut x, &proj);
 
-            each_row(&mut h, n_embd, |r, out| {
-                rms_norm(
-                    &x[r * n_embd..(r + 1) * n_embd],
-                    &layer.ffn_norm,
-                    cfg.rms_eps,
-                    out,
-                )
-            });
+            rms_norm_rows(&x, &layer.ffn_norm, cfg.rms_eps, n_embd, &mut h);
             layer.gate_up.forward(&mut h, t, &mut proj)?;
             let n_ff = cfg.n_ff;
-            each_row(&mut act, n_ff, |r, a| {
+            for_each_row(&mut act, n_ff, |r, a| {
                 let (gate, up) = proj[2 * r * n_ff..2 * (r + 1) * n_ff].split_at(n_ff);
                 silu_mul(gate, up, a);
             });
@@ -273,18 +259,4 @@ fn check_config(cfg: &ModelConfig) -> Result<()> {
         return bad("rope frequency base must be positive");
     }
     Ok(())
-}
-
-/// Runs `f(r, row)` for every `width`-long row of `out`: on the pool when there are several rows
-/// (the row work between the matmuls used to run on the stepping thread alone while the other
-/// core waited), in place for one.
-fn each_row(out: &mut [f32], width: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
-    let rows = out.len() / width;
-    if rows < 2 {
-        for (r, row) in out.chunks_exact_mut(width).enumerate() {
-            f(r, row);
-        }
-        return;
-    }
-    for_each_piece(out, (0..rows).map(|_| width), || (), |_, r, row| f(r, row));
 }

@@ -5,6 +5,7 @@
 
 use super::isa::{isa, Isa};
 use super::lanes::{exp_lane, Lanes, Lanes16, LANES};
+use super::pool::for_each_row;
 use crate::kv::KvElement;
 
 /// `out = x / sqrt(mean(x²) + eps) * weight`. The sum of squares is accumulated in f64 and the
@@ -31,11 +32,12 @@ pub(crate) fn rms_norm(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
     }
 }
 
-/// Applies `rms_norm` to each `width`-long row of `x` into the matching row of `out`.
+/// Applies `rms_norm` to each `width`-long row of `x` into the matching row of `out`, the rows
+/// spread over the pool.
 pub(crate) fn rms_norm_rows(x: &[f32], weight: &[f32], eps: f32, width: usize, out: &mut [f32]) {
-    for (xr, or) in x.chunks_exact(width).zip(out.chunks_exact_mut(width)) {
-        rms_norm(xr, weight, eps, or);
-    }
+    for_each_row(out, width, |r, row| {
+        rms_norm(&x[r * width..(r + 1) * width], weight, eps, row)
+    });
 }
 
 /// Fills `out` (rope_dim / 2 entries) with (cos θᵢ, sin θᵢ), θᵢ = pos · base^(-2i/rope_dim).

@@ -77,6 +77,20 @@ pub(crate) fn for_each_piece<S>(
     panic.resume();
 }
 
+/// Runs `f(r, row)` for every `width`-long row of `out`: on the pool when there are several rows
+/// (the row work between the matmuls used to run on the stepping thread alone while the other
+/// core waited), in place for one.
+pub(crate) fn for_each_row(out: &mut [f32], width: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
+    let rows = out.len() / width;
+    if rows < 2 {
+        for (r, row) in out.chunks_exact_mut(width).enumerate() {
+            f(r, row);
+        }
+        return;
+    }
+    for_each_piece(out, (0..rows).map(|_| width), || (), |_, r, row| f(r, row));
+}
+
 /// Runs `first(i)` for every `i < n_first`, then, once every thread is done with those,
 /// `second(j)` for every `j < n_second`: two dependent parallel loops in one round trip of the
 /// pool (the matmuls quantize their activation rows in the first and multiply in the second).
