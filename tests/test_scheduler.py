@@ -108,6 +108,28 @@ def test_each_sink_gets_its_events_in_order_and_stepping_stops_when_idle() -> No
         sched.close()
 
 
+def test_a_failing_sink_does_not_cost_the_other_streams_their_events() -> None:
+    native = ScriptedNative(n=3)
+    sched = Scheduler(native)
+    try:
+        broken_calls = []
+
+        def broken(ev: tuple[Any, ...]) -> None:
+            broken_calls.append(ev)
+            raise RuntimeError("a consumer's bug")
+
+        sched.submit([1], {}, broken)
+        good = Collector()
+        seq = sched.submit([1], {}, good)
+        evs = wait(good)
+        # every step also carried an event for the broken sink, dispatched first
+        assert [e[0] for e in evs] == ["token"] * 3 + ["finished"]
+        assert [e[1] for e in evs] == [seq] * 4
+        assert len(broken_calls) == 4
+    finally:
+        sched.close()
+
+
 def test_events_before_registration_are_delivered_first_and_in_order() -> None:
     native = ScriptedNative()
     native.lengths = [10**9, 2]

@@ -151,7 +151,7 @@ class Scheduler:
         while (events := self._outbox.get()) is not None:
             try:
                 self._dispatch(events)
-            except BaseException:  # noqa: BLE001 - a sink's failure must not stop the others
+            except BaseException:  # noqa: BLE001 - a bug here must not end every stream's events
                 pass
 
     def _dispatch(self, events: list[tuple[Any, ...]]) -> None:
@@ -166,12 +166,18 @@ class Scheduler:
                     continue
                 if ev[0] in _FINAL:
                     del self._sinks[seq]
-            sink(ev)
+            try:
+                sink(ev)
+            except Exception:  # noqa: BLE001 - one stream's failing sink must not cost the rest of
+                pass  # this step's streams their events
 
     def _notify_finished(self, ev: tuple[Any, ...]) -> None:
         from .stream import to_event  # stream imports this module's types
 
-        finished = to_event(ev)
+        try:
+            finished = to_event(ev)
+        except Exception:  # noqa: BLE001 - a malformed event must not stop the others' delivery
+            return
         if not isinstance(finished, Finished):
             return
         for listener in self._finished_listeners:
