@@ -22,6 +22,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import grpc
 import grpc.experimental
@@ -29,7 +30,7 @@ import grpc.experimental
 PROMPT = "Write a long story about a lighthouse keeper who finds a message in a bottle."
 
 
-def client(port: int, streams: int, tokens: int) -> dict[str, float]:
+def client(port: int, streams: int, tokens: int) -> dict[str, Any]:
     """Runs `streams` concurrent Generate calls: total tokens, wall time, each call's decode tok/s."""
     from smolrt.v1 import smolrt_pb2 as pb
     from smolrt.v1 import smolrt_pb2_grpc as rpc
@@ -61,7 +62,7 @@ def client(port: int, streams: int, tokens: int) -> dict[str, float]:
     return {"tokens": sum(n for n, _ in results), "wall": wall, "decode": [d for _, d in results]}
 
 
-def run_client(port: int, streams: int, tokens: int) -> dict[str, float]:
+def run_client(port: int, streams: int, tokens: int) -> dict[str, Any]:
     out = subprocess.run(
         [sys.executable, __file__, "--client", str(port), "--streams", str(streams), "--tokens", str(tokens)],
         capture_output=True,
