@@ -9,6 +9,7 @@
 mod act_blocks;
 mod attention;
 mod embedding;
+pub(crate) mod huge_pages;
 mod isa;
 mod lanes;
 mod lanes512;

@@ -12,6 +12,7 @@
 use std::cell::RefCell;
 
 use super::act_blocks::{quantize_row_into, ActBlock, QK};
+use super::huge_pages;
 use super::isa::Isa;
 use super::pool::{two_phases, SharedMut, Split};
 use crate::{Error, Result};
@@ -124,6 +125,7 @@ impl<P: PanelBlock> PanelMatrix<P> {
         let zero = vec![0u8; P::BYTES];
         let groups = n_out.div_ceil(PANEL);
         let mut panels = Vec::with_capacity(groups * bpr);
+        huge_pages::advise(panels.spare_capacity_mut());
         for g in 0..groups {
             for i in 0..bpr {
                 panels.push(P::pack(std::array::from_fn(|c| {

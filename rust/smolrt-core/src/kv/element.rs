@@ -6,6 +6,7 @@
 use half::f16;
 use half::slice::HalfBitsSliceExt;
 
+use crate::arch::huge_pages;
 use crate::{Error, Result};
 
 /// Which format a pool stores.
@@ -54,11 +55,18 @@ pub(crate) enum KvStore {
 }
 
 impl KvStore {
+    /// `n` zeros, backed by huge pages where the OS has them (advised before any is written;
+    /// the pages are still committed only as blocks are first written).
     pub(crate) fn zeroed(kind: KvType, n: usize) -> Self {
-        match kind {
+        let store = match kind {
             KvType::F16 => KvStore::F16(vec![0; n]),
             KvType::F32 => KvStore::F32(vec![0.0; n]),
+        };
+        match &store {
+            KvStore::F16(v) => huge_pages::advise(v),
+            KvStore::F32(v) => huge_pages::advise(v),
         }
+        store
     }
 
     pub(crate) fn kind(&self) -> KvType {
