@@ -7,6 +7,7 @@ use super::isa::{isa, Isa};
 use super::lanes::{LaneSource, Lanes, Lanes16, LANES};
 use super::ops::axpy;
 use super::pool::for_each_piece;
+use super::simd::prefetch;
 use crate::kv::{KvBlockPool, KvView};
 
 /// Where one row of the batch sits: the blocks of its sequence and its position there.
@@ -88,6 +89,12 @@ fn attend_typed<E: LaneSource>(
         let row = &rows[r];
         let q = |h: usize| &qkv[r * q_stride + h * hd..r * q_stride + (h + 1) * hd];
         let kv_off = (h0 / group) * hd;
+        // Once per kv head and sequence: head by head, the group's later heads find the lines
+        // in, and a prefill's later rows read what its earlier rows just did.
+        let first_of_sequence = r == 0 || !std::ptr::eq(rows[r - 1].blocks, row.blocks);
+        if h0 % group == 0 && first_of_sequence {
+            prefetch_kv_head(kv, layer, row, kv_off, hd);
+        }
         match (isa, per_unit) {
             // SAFETY (each arm): callers pass only an `isa` the CPU supports.
             #[cfg(target_arch = "x86_64")]
@@ -121,6 +128,33 @@ fn attend_typed<E: LaneSource>(
     } else {
         let units = out.len() / unit_len;
         for_each_piece(out, (0..units).map(|_| unit_len), Vec::new, unit);
+    }
+}
+
+/// Hints in every cache line of one kv head's keys and values that a row reads, before it reads
+/// any. A unit reads a few KB from each of its sequence's blocks, and each block's tile lies
+/// elsewhere in the pool, long evicted by the step's weight stream: read in order, every block
+/// starts with a wait on memory that the hardware prefetcher cannot see coming (perf put three
+/// quarters of attention's samples on its key and value loads). Asked for all at once, the
+/// waits overlap. Measured with forward_speed (2 threads, interleaved best of 6): eight-row
+/// decode 1688 → 1749 tok/s. Every row prefetching its whole context cost a 512-token prefill
+/// 6%, hence once per sequence.
+fn prefetch_kv_head<E>(
+    kv: &KvView<'_, E>,
+    layer: usize,
+    row: &RowCtx<'_>,
+    kv_off: usize,
+    hd: usize,
+) {
+    let (bs, kv_dim) = (kv.block_size(), kv.kv_dim());
+    let n_pos = row.pos + 1;
+    for (b, &block) in row.blocks.iter().enumerate().take(n_pos.div_ceil(bs)) {
+        // the transposed key tile: this head's dimensions are one contiguous run of positions
+        prefetch(kv.keys(layer, block), kv_off * bs, hd * bs);
+        let values = kv.values(layer, block);
+        for slot in 0..bs.min(n_pos - b * bs) {
+            prefetch(values, slot * kv_dim + kv_off, hd);
+        }
     }
 }
 
