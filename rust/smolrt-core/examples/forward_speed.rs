@@ -10,7 +10,7 @@
 
 use std::time::Instant;
 
-use smolrt_core::arch::{BatchItem, Model};
+use smolrt_core::arch::{BatchItem, Logits, Model};
 use smolrt_core::config::ModelConfig;
 use smolrt_core::gguf::GgufFile;
 use smolrt_core::kv::{KvBlockPool, KvType, SeqKv};
@@ -96,8 +96,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             kv,
             all_logits: false,
         }];
-        next.push(argmax(&model.forward(&mut pool, &mut items)?[0]));
+        next.push(argmax(model.forward(&mut pool, &mut items)?.item(0)));
     }
+    // one logits buffer for the whole decode, as the engine keeps one
+    let mut logits = Logits::default();
     let t = Instant::now();
     for _ in 0..steps {
         for kv in kvs.iter_mut() {
@@ -113,11 +115,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 all_logits: false,
             })
             .collect();
-        next = model
-            .forward(&mut pool, &mut items)?
-            .iter()
-            .map(|l| argmax(l))
-            .collect();
+        model.forward_into(&mut pool, &mut items, &mut logits)?;
+        next = (0..logits.len()).map(|i| argmax(logits.item(i))).collect();
     }
     let dt = t.elapsed().as_secs_f64();
     let tokens = steps * batch;

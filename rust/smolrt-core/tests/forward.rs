@@ -76,7 +76,10 @@ fn step(
         kv,
         all_logits: all,
     }];
-    model.forward(pool, &mut items).expect("forward").remove(0)
+    model
+        .forward(pool, &mut items)
+        .expect("forward")
+        .to_item_vec(0)
 }
 
 /// Largest absolute difference; also asserts the same argmax in every `vocab`-wide row.
@@ -138,13 +141,13 @@ fn batching_and_chunking_do_not_change_logits() {
         },
     ];
     let batched = model.forward(&mut pool, &mut items).unwrap();
-    assert_eq!(batched[0].len(), vocab);
-    assert_eq!(batched[2].len(), c.len() * vocab);
+    assert_eq!(batched.item(0).len(), vocab);
+    assert_eq!(batched.item(2).len(), c.len() * vocab);
     assert_eq!(
         (kv_a.len(), kv_b.len(), kv_c.len()),
         (a.len(), b.len(), c.len())
     );
-    let d_batch = compare_rows(&alone, &batched[1], vocab, "batched prefill");
+    let d_batch = compare_rows(&alone, batched.item(1), vocab, "batched prefill");
 
     // A's prompt as three chunks over three forwards.
     let mut kv_chunked = SeqKv::default();
@@ -178,7 +181,7 @@ fn batching_and_chunking_do_not_change_logits() {
         },
     ];
     let dec_batched = model.forward(&mut pool, &mut items).unwrap();
-    let d_decode = compare_rows(&dec_alone, &dec_batched[2], vocab, "batched decode");
+    let d_decode = compare_rows(&dec_alone, dec_batched.item(2), vocab, "batched decode");
 
     eprintln!("max |diff|: batched prefill {d_batch}, chunked prefill {d_chunk}, batched decode {d_decode}");
     for (d, what) in [

@@ -2,6 +2,7 @@
 //! batch of sequence chunks at once.
 
 use super::attention::{attend, Heads, Queries, RowCtx};
+use super::logits::Logits;
 use super::ops::{add_assign, rms_norm_rows, rope_angles, rope_heads, silu_mul};
 use super::pool::for_each_row;
 use super::weights::Weights;
@@ -48,18 +49,28 @@ impl Model {
     /// `items[i].kv.len()`; the caller must have reserved KV room (else `Internal`). On success
     /// each item's `kv.len()` has advanced by its token count; on error no length changes.
     ///
-    /// Returns, per item, row-major logits: `[vocab]` (last token) or `[n_tokens * vocab]`
+    /// Returns each item's logits rows: `[vocab]` (last token) or `[n_tokens][vocab]`
     /// (`all_logits`).
-    pub fn forward(
+    pub fn forward(&self, pool: &mut KvBlockPool, items: &mut [BatchItem<'_>]) -> Result<Logits> {
+        let mut logits = Logits::default();
+        self.forward_into(pool, items, &mut logits)?;
+        Ok(logits)
+    }
+
+    /// [`forward`](Self::forward) into `logits`, reusing its buffer: a stepping loop that keeps
+    /// one `Logits` allocates and zeroes its megabytes once. On error `logits` holds no items.
+    pub fn forward_into(
         &self,
         pool: &mut KvBlockPool,
         items: &mut [BatchItem<'_>],
-    ) -> Result<Vec<Vec<f32>>> {
+        logits: &mut Logits,
+    ) -> Result<()> {
+        logits.buffer_for(self.weights.output.n_out(), &[]);
         if items.is_empty() {
-            return Ok(Vec::new());
+            return Ok(());
         }
         self.check_batch(pool, items)?;
-        let logits = {
+        {
             let rows: Vec<RowCtx<'_>> = items
                 .iter()
                 .flat_map(|item| {
@@ -75,12 +86,12 @@ impl Model {
                 .flat_map(|it| it.tokens.iter().copied())
                 .collect();
             let x = self.run_layers(pool, &rows, &tokens)?;
-            self.logits(items, x)?
-        };
+            self.logits(items, x, logits)?;
+        }
         for item in items.iter_mut() {
             item.kv.advance(item.tokens.len());
         }
-        Ok(logits)
+        Ok(())
     }
 
     /// Embeds `tokens` and runs every decoder layer; returns the final residual stream
@@ -163,7 +174,7 @@ impl Model {
     }
 
     /// Final norm and vocabulary projection, only on the rows whose logits are wanted.
-    fn logits(&self, items: &[BatchItem<'_>], x: Vec<f32>) -> Result<Vec<Vec<f32>>> {
+    fn logits(&self, items: &[BatchItem<'_>], x: Vec<f32>, logits: &mut Logits) -> Result<()> {
         let n_embd = self.cfg.n_embd;
         let mut picked = Vec::new();
         let mut row0 = 0;
@@ -177,24 +188,22 @@ impl Model {
         let mut normed = vec![0f32; picked.len()];
         let norm = &self.weights.output_norm;
         rms_norm_rows(&picked, norm, self.cfg.rms_eps, n_embd, &mut normed);
-        let mut logits = Vec::new();
-        self.weights
-            .output
-            .forward(&mut normed, n_rows, &mut logits)?;
-
-        let vocab = self.weights.output.n_out();
-        let mut out = Vec::with_capacity(items.len());
-        let mut at = 0;
-        for item in items {
-            let n = if item.all_logits {
-                item.tokens.len()
-            } else {
-                1
-            };
-            out.push(logits[at * vocab..(at + n) * vocab].to_vec());
-            at += n;
+        let rows_per_item: Vec<usize> = items
+            .iter()
+            .map(|item| {
+                if item.all_logits {
+                    item.tokens.len()
+                } else {
+                    1
+                }
+            })
+            .collect();
+        let out = logits.buffer_for(self.weights.output.n_out(), &rows_per_item);
+        let done = self.weights.output.forward(&mut normed, n_rows, out);
+        if done.is_err() {
+            logits.buffer_for(self.weights.output.n_out(), &[]);
         }
-        Ok(out)
+        done
     }
 
     /// Rejects a batch before any KV write, so a failed forward leaves every cache as it was.

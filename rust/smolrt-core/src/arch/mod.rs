@@ -15,6 +15,7 @@ mod lanes;
 mod lanes512;
 mod linear;
 mod llama;
+mod logits;
 mod ops;
 mod panels;
 mod pool;
@@ -29,5 +30,6 @@ mod weights;
 mod kernel_tests;
 
 pub use llama::{BatchItem, Model};
+pub use logits::Logits;
 pub use simd::kernel_features;
 pub(crate) use simd::prefetch;

@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::arch::{BatchItem, Model};
+use crate::arch::{BatchItem, Logits, Model};
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
 use crate::gguf::GgufFile;
@@ -43,6 +43,8 @@ pub struct Engine {
     next_id: SeqId,
     /// Sessions' KV kept between turns.
     resident: ResidentStore,
+    /// Each step's logits, the buffer kept from step to step.
+    logits: Logits,
 }
 
 impl Engine {
@@ -69,6 +71,7 @@ impl Engine {
             seqs: BTreeMap::new(),
             next_id: 1,
             resident: ResidentStore::default(),
+            logits: Logits::default(),
         })
     }
 
@@ -234,10 +237,11 @@ impl Engine {
                     all_logits: false,
                 })
                 .collect();
-            self.model.forward(&mut self.pool, &mut items)
+            self.model
+                .forward_into(&mut self.pool, &mut items, &mut self.logits)
         };
-        let logits = match forward {
-            Ok(logits) => logits,
+        match forward {
+            Ok(()) => {}
             Err(e) => {
                 // A failed forward leaves these sequences' KV in an unknown state: end them all
                 // with the error rather than risk silently wrong output.
@@ -249,15 +253,15 @@ impl Engine {
             }
         };
 
-        for ((mut seq, start, len), row) in batch.into_iter().zip(logits) {
+        for (i, (mut seq, start, len)) in batch.into_iter().enumerate() {
             seq.fed = start + len;
             if seq.fed < seq.tokens.len() {
                 // Prefill still has prompt tokens to ingest: nothing to sample yet.
                 self.seqs.insert(seq.id, seq);
                 continue;
             }
-            let mut row = row;
-            let finished = seq.on_logits(&mut row, &self.tokenizer, &mut events);
+            let row = self.logits.item_mut(i);
+            let finished = seq.on_logits(row, &self.tokenizer, &mut events);
             if finished {
                 self.retire(seq);
             } else {
@@ -377,9 +381,11 @@ impl Engine {
             self.model.forward(&mut self.pool, &mut items)
         };
         self.pool.release(&mut kv);
-        result?
-            .pop()
-            .ok_or_else(|| Error::internal("forward returned no rows"))
+        let logits = result?;
+        if logits.len() != 1 {
+            return Err(Error::internal("forward returned no rows"));
+        }
+        Ok(logits.to_item_vec(0))
     }
 }
 
