@@ -11,6 +11,7 @@ use candle_core::quantized::{ggml_file::qtensor_from_ggml, GgmlDType, QTensor};
 use candle_core::{CpuStorage, CustomOp1, Device, Layout};
 
 use super::isa::isa;
+use super::matmul_io::{Input, Output};
 use super::q4_1::Q4_1Matrix;
 use super::q8_0::Q8_0Matrix;
 use crate::gguf::GgufFile;
@@ -32,12 +33,25 @@ enum Kernel {
 }
 
 impl Kernel {
-    /// `x` is `[rows][n_in]`; `out` becomes `[rows][n_out]`.
-    fn matmul(&self, x: &mut Vec<f32>, rows: usize, n_in: usize, out: &mut Vec<f32>) -> Result<()> {
+    /// `input` has `rows` rows of `n_in`; the `[rows][n_out]` products land in `out` as
+    /// `output` says. Our kernels compute the input rows and land the outputs inside their own
+    /// pool round trip; candle's takes a plain matrix and returns one.
+    fn matmul(
+        &self,
+        input: &Input<'_>,
+        rows: usize,
+        n_in: usize,
+        n_out: usize,
+        out: &mut Vec<f32>,
+        output: &Output<'_>,
+    ) -> Result<()> {
         match self {
-            Kernel::Candle(w) => *out = candle_matmul(w, x, rows, n_in)?,
-            Kernel::Q4_1(w) => w.matmul_into(isa(), x, rows, out),
-            Kernel::Q8_0(w) => w.matmul_into(isa(), x, rows, out),
+            Kernel::Candle(w) => {
+                let x = input.materialize(rows, n_in).into_owned();
+                output.rows(candle_matmul(w, x, rows, n_in)?, n_out, out);
+            }
+            Kernel::Q4_1(w) => w.matmul_into(isa(), input, rows, out, output),
+            Kernel::Q8_0(w) => w.matmul_into(isa(), input, rows, out, output),
         }
         Ok(())
     }
@@ -134,29 +148,40 @@ impl Linear {
         self.n_out
     }
 
-    /// `out = x·Wᵀ` for `rows` rows: `x` is `[rows][n_in]`, `out` becomes `[rows][n_out]`.
+    /// `y = x·Wᵀ` for the `rows` rows of `input` (`[rows][n_in]` once computed), landed in
+    /// `out` (`[rows][n_out]`) as `output` says.
     ///
-    /// `x` is taken by `&mut` only to lend its buffer to candle without a copy; its contents are
-    /// unchanged on return. Each output value is one dot product of a quantized input row with a
-    /// weight row, independent of the other rows, so results do not depend on batch composition.
-    pub(crate) fn forward(&self, x: &mut Vec<f32>, rows: usize, out: &mut Vec<f32>) -> Result<()> {
-        if x.len() != rows * self.n_in {
+    /// Each output value is one dot product of a quantized input row with a weight row,
+    /// independent of the other rows, so results do not depend on batch composition.
+    pub(crate) fn forward(
+        &self,
+        input: &Input<'_>,
+        rows: usize,
+        out: &mut Vec<f32>,
+        output: &Output<'_>,
+    ) -> Result<()> {
+        if input.stored_len() != rows * self.n_in {
             return Err(Error::internal(format!(
                 "matmul input has {} values, expected {rows} x {}",
-                x.len(),
+                input.stored_len(),
                 self.n_in
             )));
         }
         if let [part] = self.parts.as_slice() {
-            return part.weight.matmul(x, rows, self.n_in, out);
+            return part
+                .weight
+                .matmul(input, rows, self.n_in, self.n_out, out, output);
         }
-        out.clear();
-        out.resize(rows * self.n_out, 0.0);
+        // Unfused parts: the input once, each part's products side by side, then the output.
+        let x = input.materialize(rows, self.n_in);
+        let mut whole = vec![0f32; rows * self.n_out];
         let mut col = 0;
         let mut y = Vec::new();
         for part in &self.parts {
-            part.weight.matmul(x, rows, self.n_in, &mut y)?;
-            for (dst, src) in out
+            let (rows_in, store) = (Input::Rows(&x), Output::Store);
+            part.weight
+                .matmul(&rows_in, rows, self.n_in, part.n_out, &mut y, &store)?;
+            for (dst, src) in whole
                 .chunks_exact_mut(self.n_out)
                 .zip(y.chunks_exact(part.n_out))
             {
@@ -164,6 +189,7 @@ impl Linear {
             }
             col += part.n_out;
         }
+        output.rows(whole, self.n_out, out);
         Ok(())
     }
 }
@@ -171,12 +197,9 @@ impl Linear {
 /// Runs candle's quantized matmul kernel (what `QMatMul::forward` dispatches to) directly on our
 /// buffer, skipping the Tensor wrapper. Unlike `QMatMul`, this keeps f16/f32 matrices in their
 /// stored form instead of expanding them to f32 tensors at load.
-fn candle_matmul(weight: &QTensor, x: &mut Vec<f32>, rows: usize, n_in: usize) -> Result<Vec<f32>> {
-    let input = CpuStorage::F32(std::mem::take(x));
+fn candle_matmul(weight: &QTensor, x: Vec<f32>, rows: usize, n_in: usize) -> Result<Vec<f32>> {
+    let input = CpuStorage::F32(x);
     let result = weight.cpu_fwd(&input, &Layout::contiguous((rows, n_in)));
-    if let CpuStorage::F32(buf) = input {
-        *x = buf;
-    }
     match result? {
         (CpuStorage::F32(y), _) => Ok(y),
         _ => Err(Error::internal(

@@ -3,8 +3,8 @@
 
 use super::attention::{attend, Heads, Queries, RowCtx};
 use super::logits::Logits;
-use super::ops::{add_assign, rms_norm_rows, rope_angles, rope_heads, silu_mul};
-use super::pool::for_each_row;
+use super::matmul_io::{Input, Output};
+use super::ops::rope_angles;
 use super::weights::Weights;
 use crate::config::ModelConfig;
 use crate::gguf::GgufFile;
@@ -124,28 +124,36 @@ impl Model {
             }
         }
 
-        // Activation buffers, allocated once per forward and reused by every layer.
+        // Activation buffers, allocated once per forward and reused by every layer. The norms,
+        // rope, SwiGLU and residual adds run inside the matmuls (see `matmul_io`).
         let mut x = vec![0f32; t * n_embd];
         self.weights.embedding.rows_into(tokens, &mut x)?;
-        let mut h = vec![0f32; t * n_embd];
         let mut qkv = Vec::new();
         let mut attn = vec![0f32; t * q_dim];
-        let mut proj = Vec::new();
-        let mut act = vec![0f32; t * cfg.n_ff];
+        let mut gate_up = Vec::new();
+        let eps = cfg.rms_eps;
 
         for (il, layer) in self.weights.layers.iter().enumerate() {
             // The KV lines this layer's rows will be written to arrive during the qkv matmul.
             for row in rows {
                 pool.prefetch_slot(il, row.blocks[row.pos / bs], row.pos % bs);
             }
-            rms_norm_rows(&x, &layer.attn_norm, cfg.rms_eps, n_embd, &mut h);
-            layer.qkv.forward(&mut h, t, &mut qkv)?;
-            if cfg.use_rope[il] && n_rot > 0 {
-                for_each_row(&mut qkv, qkv_dim, |r, qkv_row| {
-                    let a = &angles[r * n_rot..(r + 1) * n_rot];
-                    rope_heads(&mut qkv_row[..q_dim + kv_dim], hd, a);
-                });
-            }
+            let normed = Input::Normed {
+                x: &x,
+                weight: &layer.attn_norm,
+                eps,
+            };
+            let rope = if cfg.use_rope[il] && n_rot > 0 {
+                Output::Rope {
+                    angles: &angles,
+                    n_rot,
+                    head_dim: hd,
+                    rotated: q_dim + kv_dim,
+                }
+            } else {
+                Output::Store
+            };
+            layer.qkv.forward(&normed, t, &mut qkv, &rope)?;
             for (r, row) in rows.iter().enumerate() {
                 let (k, v) = qkv[r * qkv_dim + q_dim..(r + 1) * qkv_dim].split_at(kv_dim);
                 pool.write(il, row.blocks[row.pos / bs], row.pos % bs, k, v);
@@ -157,18 +165,23 @@ impl Model {
                 q_stride: qkv_dim,
             };
             attend(pool, il, &queries, &mut attn);
-            layer.attn_output.forward(&mut attn, t, &mut proj)?;
-            add_assign(&mut x, &proj);
+            let attended = Input::Rows(&attn);
+            layer
+                .attn_output
+                .forward(&attended, t, &mut x, &Output::Accumulate)?;
 
-            rms_norm_rows(&x, &layer.ffn_norm, cfg.rms_eps, n_embd, &mut h);
-            layer.gate_up.forward(&mut h, t, &mut proj)?;
-            let n_ff = cfg.n_ff;
-            for_each_row(&mut act, n_ff, |r, a| {
-                let (gate, up) = proj[2 * r * n_ff..2 * (r + 1) * n_ff].split_at(n_ff);
-                silu_mul(gate, up, a);
-            });
-            layer.down.forward(&mut act, t, &mut proj)?;
-            add_assign(&mut x, &proj);
+            let normed = Input::Normed {
+                x: &x,
+                weight: &layer.ffn_norm,
+                eps,
+            };
+            layer
+                .gate_up
+                .forward(&normed, t, &mut gate_up, &Output::Store)?;
+            let swiglu = Input::SwiGlu { gate_up: &gate_up };
+            layer
+                .down
+                .forward(&swiglu, t, &mut x, &Output::Accumulate)?;
         }
         Ok(x)
     }
@@ -185,9 +198,11 @@ impl Model {
             row0 += n;
         }
         let n_rows = picked.len() / n_embd;
-        let mut normed = vec![0f32; picked.len()];
-        let norm = &self.weights.output_norm;
-        rms_norm_rows(&picked, norm, self.cfg.rms_eps, n_embd, &mut normed);
+        let normed = Input::Normed {
+            x: &picked,
+            weight: &self.weights.output_norm,
+            eps: self.cfg.rms_eps,
+        };
         let rows_per_item: Vec<usize> = items
             .iter()
             .map(|item| {
@@ -199,7 +214,10 @@ impl Model {
             })
             .collect();
         let out = logits.buffer_for(self.weights.output.n_out(), &rows_per_item);
-        let done = self.weights.output.forward(&mut normed, n_rows, out);
+        let done = self
+            .weights
+            .output
+            .forward(&normed, n_rows, out, &Output::Store);
         if done.is_err() {
             logits.buffer_for(self.weights.output.n_out(), &[]);
         }

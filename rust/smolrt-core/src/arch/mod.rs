@@ -3,8 +3,9 @@
 //! Matmuls run on the whole batch at once, through our integer kernels for Q4_1 and Q8_0
 //! (16-row panels, AVX-512 VNNI or AVX2 chosen at run time) and candle's quantized kernels for
 //! other types. Attention and SwiGLU run on 16-lane vectors (AVX-512 or AVX2, also chosen at
-//! run time); norms and rope are plain Rust over f32 slices, a row per piece on the pool. Every
-//! instruction set gives the same bits.
+//! run time); norms and rope are plain Rust over f32 slices. The row work around a projection
+//! (norm, SwiGLU, rope, residual add) runs inside that matmul's pass over the pool
+//! (`matmul_io`). Every instruction set gives the same bits.
 
 mod act_blocks;
 mod attention;
@@ -16,6 +17,7 @@ mod lanes512;
 mod linear;
 mod llama;
 mod logits;
+mod matmul_io;
 mod ops;
 mod panels;
 mod pool;

@@ -107,13 +107,6 @@ fn silu_mul_lanes<L: Lanes>(gate: &[f32], up: &[f32], out: &mut [f32]) {
     }
 }
 
-/// `acc += x`, elementwise (residual connections).
-pub(crate) fn add_assign(acc: &mut [f32], x: &[f32]) {
-    for (a, &v) in acc.iter_mut().zip(x) {
-        *a += v;
-    }
-}
-
 /// `acc = w · x + acc`, elementwise, one fused multiply-add each.
 #[inline]
 pub(crate) fn axpy<E: KvElement>(acc: &mut [f32], w: f32, x: &[E]) {

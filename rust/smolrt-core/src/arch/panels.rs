@@ -14,6 +14,7 @@ use std::cell::RefCell;
 use super::act_blocks::{quantize_row_into, ActBlock, QK};
 use super::huge_pages;
 use super::isa::Isa;
+use super::matmul_io::{accumulate, store, Input, Output};
 use super::pool::{two_phases, SharedMut, Split};
 use crate::{Error, Result};
 
@@ -80,6 +81,8 @@ thread_local! {
     /// buffers on every call cost page faults and kernel page zeroing (perf: about 15% of a
     /// 512-token prefill). It holds the largest matmul's worth once one has run.
     static SCRATCH: RefCell<Vec<ActBlock>> = const { RefCell::new(Vec::new()) };
+    /// The calling thread's activation row, for inputs computed on the way in (norm, SwiGLU).
+    static ROW: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
 /// How far ahead of the panel it multiplies a kernel asks for weights, one panel's lines per
@@ -150,28 +153,58 @@ impl<P: PanelBlock> PanelMatrix<P> {
     #[cfg(test)]
     pub(crate) fn matmul_with(&self, isa: Isa, x: &[f32], rows: usize) -> Vec<f32> {
         let mut out = Vec::new();
-        self.matmul_into(isa, x, rows, &mut out);
+        self.matmul_into(isa, &Input::Rows(x), rows, &mut out, &Output::Store);
         out
     }
 
-    /// `out = x·Wᵀ`: `x` is `[rows][n_in]`, `out` becomes `[rows][n_out]` (its allocation is
-    /// reused), computed with the kernel set `isa` (one the CPU supports).
+    /// `y = x·Wᵀ` for the `rows` rows of `input` (`n_in` wide), landed in `out` (`[rows][n_out]`,
+    /// its allocation reused) as `output` says, computed with the kernel set `isa` (one the CPU
+    /// supports).
     ///
-    /// One round trip of the pool: its threads quantize the activation rows, wait for each
-    /// other, then take work items (a tile of up to 16 rows against one panel group) and write
-    /// each item's outputs straight into `out`. Quantizing on the calling thread alone and
-    /// copying a tile buffer into `out` afterwards left the other thread idle meanwhile
+    /// One round trip of the pool: its threads compute and quantize the activation rows, wait
+    /// for each other, then take work items (a tile of up to 16 rows against one panel group)
+    /// and land each item's outputs straight in `out`. Quantizing on the calling thread alone
+    /// and copying a tile buffer into `out` afterwards left the other thread idle meanwhile
     /// (measured against that: prefill +9%, one-row decode +2%, eight rows unchanged).
-    pub(crate) fn matmul_into(&self, isa: Isa, x: &[f32], rows: usize, out: &mut Vec<f32>) {
+    pub(crate) fn matmul_into(
+        &self,
+        isa: Isa,
+        input: &Input<'_>,
+        rows: usize,
+        out: &mut Vec<f32>,
+        output: &Output<'_>,
+    ) {
+        output.prepare(out, rows * self.n_out);
+        // One driver compiled per kind of output, so landing a tile is a few inline stores
+        // (through `Output::tile` per tile, prefill lost 4% to the calls and copies).
+        match output {
+            Output::Store => self.matmul_emit(isa, input, rows, out, |_, _, y, dst| store(y, dst)),
+            Output::Accumulate => {
+                self.matmul_emit(isa, input, rows, out, |_, _, y, dst| accumulate(y, dst))
+            }
+            Output::Rope { .. } => self.matmul_emit(isa, input, rows, out, |r, c0, y, dst| {
+                output.tile(r, c0, y, dst)
+            }),
+        }
+    }
+
+    /// `matmul_into` with `emit(row, first column, outputs, destination)` landing each tile.
+    fn matmul_emit(
+        &self,
+        isa: Isa,
+        input: &Input<'_>,
+        rows: usize,
+        out: &mut [f32],
+        emit: impl Fn(usize, usize, &[f32; PANEL], &mut [f32]) + Sync,
+    ) {
         let bpr = self.n_in / QK;
         assert!(
-            x.len() >= rows * self.n_in,
+            input.stored_len() >= rows * self.n_in,
             "activation shorter than rows x n_in"
         );
         SCRATCH.with_borrow_mut(|acts| {
             // Every block is written in the first phase before any is read.
             acts.resize(rows * bpr, ActBlock::default());
-            out.resize(rows * self.n_out, 0.0);
             let groups = self.n_out.div_ceil(PANEL);
             let row_items = rows.div_ceil(ROWS_PER_ITEM);
             let (acts, outs) = (SharedMut::new(acts), SharedMut::new(out));
@@ -189,7 +222,9 @@ impl<P: PanelBlock> PanelMatrix<P> {
                 |r| {
                     // SAFETY: row r's blocks are written by this call only (each row once).
                     let dst = unsafe { acts.slice_mut(r * bpr, bpr) };
-                    quantize_row_into(&x[r * self.n_in..(r + 1) * self.n_in], dst);
+                    ROW.with_borrow_mut(|scratch| {
+                        quantize_row_into(input.row(r, self.n_in, scratch), dst)
+                    });
                 },
                 |item| {
                     let (ri, g) = (item / groups, item % groups);
@@ -201,14 +236,7 @@ impl<P: PanelBlock> PanelMatrix<P> {
                     self.tile(isa, acts, r0, tile_rows, g, |r, values| {
                         // SAFETY: item (ri, g) alone writes columns c0..c0 + cols of its rows.
                         let dst = unsafe { outs.slice_mut((r0 + r) * self.n_out + c0, cols) };
-                        // A whole panel's 16 outputs as one fixed-size copy (inline vector
-                        // stores): the slice copy was a memmove call per tile row, 2% of an
-                        // eight-row decode step.
-                        if let Ok(whole) = <&mut [f32; PANEL]>::try_from(&mut *dst) {
-                            *whole = *values;
-                        } else {
-                            dst.copy_from_slice(&values[..cols]);
-                        }
+                        emit(r0 + r, c0, values, dst);
                     });
                 },
             );
