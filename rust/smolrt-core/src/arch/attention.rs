@@ -300,6 +300,24 @@ unsafe fn group_attention_avx512<E: LaneSource, const G: usize>(
     scores.clear();
     scores.resize(G * padded, f32::NEG_INFINITY);
     let n_blocks = n_pos.div_ceil(bs);
+    // The loops below index without bounds checks (with them, the score loop spent more
+    // instructions checking and reloading slice bounds than multiplying). Every index is in
+    // range given these, with hd and bs whole multiples of 16 (checked above): a key tile holds
+    // kv_dim * bs keys, a value tile kv_dim per position, a query hd values.
+    assert!(
+        qs.iter().all(|q| q.len() == hd) && kv_off + hd <= kv_dim && n_blocks <= row.blocks.len()
+    );
+    // Lanes of the `LANES` elements from `at`, and query value `d` of head `h`, unchecked.
+    macro_rules! lanes_at {
+        ($xs:expr, $at:expr) => {
+            E::lanes::<L>($xs.get_unchecked($at..$at + LANES))
+        };
+    }
+    macro_rules! q {
+        ($h:expr, $d:expr) => {
+            *qs[$h].get_unchecked($d)
+        };
+    }
     for (b, &block) in row.blocks.iter().enumerate().take(n_blocks) {
         let keys = kv.keys(layer, block);
         let base = b * bs;
@@ -314,21 +332,22 @@ unsafe fn group_attention_avx512<E: LaneSource, const G: usize>(
             );
             let mut at = kv_off * bs + c;
             for d in (0..hd).step_by(4) {
-                let k = E::lanes::<L>(&keys[at..]);
+                // at + 3 bs + 16 <= (kv_off + hd) bs, as c + 16 <= bs; d + 3 < hd.
+                let k = lanes_at!(keys, at);
                 for h in 0..G {
-                    a0[h].fma_with(qs[h][d], k);
+                    a0[h].fma_with(q!(h, d), k);
                 }
-                let k = E::lanes::<L>(&keys[at + bs..]);
+                let k = lanes_at!(keys, at + bs);
                 for h in 0..G {
-                    a1[h].fma_with(qs[h][d + 1], k);
+                    a1[h].fma_with(q!(h, d + 1), k);
                 }
-                let k = E::lanes::<L>(&keys[at + 2 * bs..]);
+                let k = lanes_at!(keys, at + 2 * bs);
                 for h in 0..G {
-                    a2[h].fma_with(qs[h][d + 2], k);
+                    a2[h].fma_with(q!(h, d + 2), k);
                 }
-                let k = E::lanes::<L>(&keys[at + 3 * bs..]);
+                let k = lanes_at!(keys, at + 3 * bs);
                 for h in 0..G {
-                    a3[h].fma_with(qs[h][d + 3], k);
+                    a3[h].fma_with(q!(h, d + 3), k);
                 }
                 at += 4 * bs;
             }
@@ -354,10 +373,12 @@ unsafe fn group_attention_avx512<E: LaneSource, const G: usize>(
             let values = kv.values(layer, block);
             let base = b * bs;
             for slot in 0..bs.min(n_pos - base) {
-                let v = &values[slot * kv_dim + kv_off + c..][..4 * LANES];
+                // slot < bs, kv_off + c + 64 <= kv_dim; base + slot < n_pos <= padded.
+                let at = slot * kv_dim + kv_off + c;
+                let v = values.get_unchecked(at..at + 4 * LANES);
                 let mut p = [0f32; G];
                 for (h, p) in p.iter_mut().enumerate() {
-                    *p = scores[h * padded + base + slot];
+                    *p = *scores.get_unchecked(h * padded + base + slot);
                 }
                 let x = E::lanes::<L>(v);
                 for h in 0..G {

@@ -29,7 +29,8 @@ pub fn kernel_features() -> Vec<&'static str> {
     used
 }
 
-/// Hints the cache lines of `blocks[start..start + len]` in; past the end it does nothing.
+/// Hints every cache line of `blocks[start..start + len]` in, from the line holding its first
+/// byte to the one holding its last; past the end of `blocks` it does nothing.
 #[inline(always)]
 pub(crate) fn prefetch<B>(blocks: &[B], start: usize, len: usize) {
     #[cfg(target_arch = "x86_64")]
@@ -39,13 +40,15 @@ pub(crate) fn prefetch<B>(blocks: &[B], start: usize, len: usize) {
         if start >= end {
             return;
         }
-        let base = blocks.as_ptr() as *const i8;
         let size = std::mem::size_of::<B>();
-        let mut at = start * size;
-        while at < end * size {
-            // SAFETY: prefetch never faults, and `at` stays inside `blocks`.
-            unsafe { _mm_prefetch(base.add(at), _MM_HINT_T0) };
-            at += 64;
+        let base = blocks.as_ptr() as *const i8;
+        let last = base as usize + end * size - 1;
+        // a range that starts inside a line still ends in the line of its last byte
+        let mut line = (base as usize + start * size) & !63;
+        while line <= last {
+            // SAFETY: prefetch never faults; the address is never dereferenced.
+            unsafe { _mm_prefetch(base.wrapping_add(line - base as usize), _MM_HINT_T0) };
+            line += 64;
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
