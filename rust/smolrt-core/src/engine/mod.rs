@@ -240,18 +240,15 @@ impl Engine {
             self.model
                 .forward_into(&mut self.pool, &mut items, &mut self.logits)
         };
-        match forward {
-            Ok(()) => {}
-            Err(e) => {
-                // A failed forward leaves these sequences' KV in an unknown state: end them all
-                // with the error rather than risk silently wrong output.
-                for (mut seq, _, _) in batch {
-                    self.pool.release(&mut seq.kv);
-                    events.push(seq.error_event(&e));
-                }
-                return Ok(events);
+        if let Err(e) = forward {
+            // A failed forward leaves these sequences' KV in an unknown state: end them all
+            // with the error rather than risk silently wrong output.
+            for (mut seq, _, _) in batch {
+                self.pool.release(&mut seq.kv);
+                events.push(seq.error_event(&e));
             }
-        };
+            return Ok(events);
+        }
 
         for (i, (mut seq, start, len)) in batch.into_iter().enumerate() {
             seq.fed = start + len;
