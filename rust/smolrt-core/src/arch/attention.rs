@@ -3,12 +3,14 @@
 
 use half::f16;
 
+use super::attention_chunks::Plan;
 use super::isa::{isa, Isa};
 use super::lanes::{LaneSource, Lanes, Lanes16, LANES};
 use super::ops::axpy;
-use super::pool::for_each_piece;
+use super::pool::{for_each_index, SharedMut};
 use super::simd::prefetch;
 use crate::kv::{KvBlockPool, KvView};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Where one row of the batch sits: the blocks of its sequence and its position there.
 /// The row attends to positions `0..=pos`, all of which are in the cache by the time it runs.
@@ -67,6 +69,41 @@ fn attend_typed<E: LaneSource>(
     queries: &Queries<'_>,
     out: &mut [f32],
 ) {
+    let Queries { rows, heads, .. } = *queries;
+    let group = heads.n_head / heads.n_head_kv;
+    // With AVX-512 and enough units for both cores, one unit per (row, kv head): its query heads
+    // together, each key and value vector loaded once for all of them. Same bits either way.
+    let bs = kv.block_size();
+    let chunks: usize = rows.iter().map(|r| Plan::chunks(r.pos, bs)).sum();
+    let grouped = isa == Isa::Avx512Vnni
+        && (2..=MAX_GROUP).contains(&group)
+        && chunks * heads.n_head_kv >= MIN_GROUPED_UNITS;
+    let per_unit = if grouped { group } else { 1 };
+    let plan = Plan::new(rows, bs, heads.n_head, per_unit, heads.head_dim);
+    // Each cut row's chunks leave their outputs and softmax statistics here until they are
+    // joined. Kept between calls: every piece is written before it is read, and a fresh buffer
+    // per layer (a megabyte in a long prefill) cost page faults and zeroing.
+    PARTS.with_borrow_mut(|parts| {
+        attend_units(isa, kv, layer, queries, &plan, per_unit, parts, out)
+    });
+}
+
+thread_local! {
+    static PARTS: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Runs every unit of `plan`; the last chunk of each cut row's head group joins them into `out`.
+#[allow(clippy::too_many_arguments)]
+fn attend_units<E: LaneSource>(
+    isa: Isa,
+    kv: &KvView<'_, E>,
+    layer: usize,
+    queries: &Queries<'_>,
+    plan: &Plan,
+    per_unit: usize,
+    parts: &mut Vec<f32>,
+    out: &mut [f32],
+) {
     let Queries {
         rows,
         heads,
@@ -77,57 +114,90 @@ fn attend_typed<E: LaneSource>(
     let group = heads.n_head / heads.n_head_kv;
     let scale = 1.0 / (hd as f32).sqrt();
     let work: usize = rows.iter().map(|r| r.pos + 1).sum::<usize>() * heads.n_head * hd;
-    // With AVX-512 and enough units for both cores, one unit per (row, kv head): its query heads
-    // together, each key and value vector loaded once for all of them. Same bits either way.
-    let grouped = isa == Isa::Avx512Vnni
-        && (2..=MAX_GROUP).contains(&group)
-        && rows.len() * heads.n_head_kv >= MIN_GROUPED_UNITS;
-    let per_unit = if grouped { group } else { 1 };
-    let units_per_row = heads.n_head / per_unit;
-    let unit = |scores: &mut Vec<f32>, u: usize, dst: &mut [f32]| {
-        let (r, h0) = (u / units_per_row, (u % units_per_row) * per_unit);
-        let row = &rows[r];
+    let len = plan.piece_len();
+    parts.resize(plan.parts() * len, 0.0);
+    let (outs, pieces) = (SharedMut::new(out), SharedMut::new(parts));
+    // Chunks done per cut (row, head group): the one that completes it joins them.
+    let done: Vec<AtomicUsize> = (0..plan.joins()).map(|_| AtomicUsize::new(0)).collect();
+    let unit = |scores: &mut Vec<f32>, u: usize| {
+        let at = &plan.units[u];
+        let (r, h0) = (at.r, at.h0);
+        let row = at.row(rows);
+        let mut whole_row_stats = [0f32; 2 * MAX_GROUP];
+        let (dst, stats) = match at.part {
+            // SAFETY: piece k belongs to this unit alone.
+            Some((k, _)) => unsafe { pieces.slice_mut(k * len, len) }.split_at_mut(per_unit * hd),
+            None => {
+                let range = plan.out_range(u);
+                // SAFETY: an uncut row's unit alone writes its heads of that row.
+                let dst = unsafe { outs.slice_mut(range.start, range.len()) };
+                (dst, &mut whole_row_stats[..2 * per_unit])
+            }
+        };
         let q = |h: usize| &qkv[r * q_stride + h * hd..r * q_stride + (h + 1) * hd];
         let kv_off = (h0 / group) * hd;
         // Once per kv head and sequence: head by head, the group's later heads find the lines
         // in, and a prefill's later rows read what its earlier rows just did.
-        let first_of_sequence = r == 0 || !std::ptr::eq(rows[r - 1].blocks, row.blocks);
+        let first_of_sequence = r == 0 || !std::ptr::eq(rows[r - 1].blocks, rows[r].blocks);
         if h0 % group == 0 && first_of_sequence {
-            prefetch_kv_head(kv, layer, row, kv_off, hd);
+            prefetch_kv_head(kv, layer, &row, kv_off, hd);
         }
         match (isa, per_unit) {
             // SAFETY (each arm): callers pass only an `isa` the CPU supports.
             #[cfg(target_arch = "x86_64")]
             (Isa::Avx512Vnni, 1) => unsafe {
-                head_attention_avx512(kv, layer, row, q(h0), kv_off, scale, scores, dst)
+                head_attention_avx512(kv, layer, &row, q(h0), kv_off, scale, scores, dst, stats)
             },
             #[cfg(target_arch = "x86_64")]
             (Isa::Avx512Vnni, 2) => unsafe {
                 let qs = [q(h0), q(h0 + 1)];
-                group_attention_avx512(kv, layer, row, qs, kv_off, scale, scores, dst)
+                group_attention_avx512(kv, layer, &row, qs, kv_off, scale, scores, dst, stats)
             },
             #[cfg(target_arch = "x86_64")]
             (Isa::Avx512Vnni, 3) => unsafe {
                 let qs = [q(h0), q(h0 + 1), q(h0 + 2)];
-                group_attention_avx512(kv, layer, row, qs, kv_off, scale, scores, dst)
+                group_attention_avx512(kv, layer, &row, qs, kv_off, scale, scores, dst, stats)
             },
             #[cfg(target_arch = "x86_64")]
             (Isa::Avx512Vnni, _) => unsafe {
                 let qs = [q(h0), q(h0 + 1), q(h0 + 2), q(h0 + 3)];
-                group_attention_avx512(kv, layer, row, qs, kv_off, scale, scores, dst)
+                group_attention_avx512(kv, layer, &row, qs, kv_off, scale, scores, dst, stats)
             },
-            _ => head_attention::<Lanes16, E>(kv, layer, row, q(h0), kv_off, scale, scores, dst),
+            _ => head_attention::<Lanes16, E>(
+                kv,
+                layer,
+                &row,
+                q(h0),
+                kv_off,
+                scale,
+                scores,
+                dst,
+                stats,
+            ),
+        }
+        if let Some((_, j)) = at.part {
+            // Release publishes this chunk's piece; the last one's Acquire sees every piece.
+            if done[j].fetch_add(1, Ordering::AcqRel) + 1 == plan.join_chunks(j) {
+                let (range, mine) = (plan.join_range(j), plan.join_pieces(j));
+                // SAFETY: every chunk of join j is written and no unit writes them again; the
+                // join's heads of its row are written by this call only.
+                let (pieces, dst) = unsafe {
+                    (
+                        pieces.slice(mine.start, mine.len()),
+                        outs.slice_mut(range.start, range.len()),
+                    )
+                };
+                plan.join(pieces, dst);
+            }
         }
     };
-    let unit_len = per_unit * hd;
     if work < PARALLEL_MIN_WORK {
         let mut scores = Vec::new();
-        for (u, dst) in out.chunks_exact_mut(unit_len).enumerate() {
-            unit(&mut scores, u, dst);
+        for u in 0..plan.units.len() {
+            unit(&mut scores, u);
         }
     } else {
-        let units = out.len() / unit_len;
-        for_each_piece(out, (0..units).map(|_| unit_len), Vec::new, unit);
+        for_each_index(plan.units.len(), Vec::new, unit);
     }
 }
 
@@ -171,14 +241,17 @@ unsafe fn head_attention_avx512<E: LaneSource>(
     scale: f32,
     scores: &mut Vec<f32>,
     out: &mut [f32],
+    stats: &mut [f32],
 ) {
-    head_attention::<super::lanes512::Lanes512, E>(kv, layer, row, q, kv_off, scale, scores, out)
+    head_attention::<super::lanes512::Lanes512, E>(
+        kv, layer, row, q, kv_off, scale, scores, out, stats,
+    )
 }
 
 /// One query head against one kv head (`kv_off` = its offset in a cached position's row).
 /// Scores are computed a block at a time, one position per lane over the block's transposed
 /// keys; each score is the same chain of fused multiply-adds over the head's dimensions
-/// whichever block or batch it falls in.
+/// whichever block or batch it falls in. `stats` gets the softmax's (max, sum).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn head_attention<L: Lanes, E: LaneSource>(
@@ -190,6 +263,7 @@ fn head_attention<L: Lanes, E: LaneSource>(
     scale: f32,
     scores: &mut Vec<f32>,
     out: &mut [f32],
+    stats: &mut [f32],
 ) {
     let bs = kv.block_size();
     let n_pos = row.pos + 1;
@@ -209,7 +283,8 @@ fn head_attention<L: Lanes, E: LaneSource>(
             scores[base + c..base + c + n].copy_from_slice(&lanes[..n]);
         }
     }
-    let sum = softmax::<L>(scores, scale);
+    let (max, sum) = softmax::<L>(scores, scale);
+    stats.copy_from_slice(&[max, sum]);
     // The weighted sum of values in one pass over the positions, 64 output dimensions (four
     // register accumulators, four independent add chains) at a time; a head size that is not
     // a multiple of 64 finishes 16 (or fewer) dimensions at a time. Every output is one chain
@@ -247,23 +322,24 @@ fn head_attention<L: Lanes, E: LaneSource>(
 }
 
 /// Scales `scores` (whole 16-lane chunks) by `scale` and replaces them with `e^(s - max)`;
-/// returns their sum, reduced in a fixed order.
+/// returns the scaled maximum and the sum, reduced in a fixed order.
 #[inline(always)]
-fn softmax<L: Lanes>(scores: &mut [f32], scale: f32) -> f32 {
+fn softmax<L: Lanes>(scores: &mut [f32], scale: f32) -> (f32, f32) {
     let mut max = L::splat(f32::NEG_INFINITY);
     for chunk in scores.chunks_exact_mut(LANES) {
         let scaled = L::load(chunk).mul(L::splat(scale));
         chunk.copy_from_slice(&scaled.to_array());
         max = max.max(scaled);
     }
-    let max = L::splat(max.max_lane());
+    let top = max.max_lane();
+    let max = L::splat(top);
     let mut sum = L::zero();
     for chunk in scores.chunks_exact_mut(LANES) {
         let e = L::load(chunk).sub(max).exp_nonpositive();
         chunk.copy_from_slice(&e.to_array());
         sum = sum.add(e);
     }
-    sum.sum()
+    (top, sum.sum())
 }
 
 /// `G` query heads sharing one kv head, for AVX-512: the same operations per head as
@@ -282,6 +358,7 @@ unsafe fn group_attention_avx512<E: LaneSource, const G: usize>(
     scale: f32,
     scores: &mut Vec<f32>,
     out: &mut [f32],
+    stats: &mut [f32],
 ) {
     type L = super::lanes512::Lanes512;
     let hd = qs[0].len();
@@ -289,7 +366,8 @@ unsafe fn group_attention_avx512<E: LaneSource, const G: usize>(
         // the shapes this path does not cover go head by head
         for (h, q) in qs.iter().enumerate() {
             let dst = &mut out[h * hd..(h + 1) * hd];
-            head_attention::<L, E>(kv, layer, row, q, kv_off, scale, scores, dst);
+            let st = &mut stats[2 * h..2 * h + 2];
+            head_attention::<L, E>(kv, layer, row, q, kv_off, scale, scores, dst, st);
         }
         return;
     }
@@ -360,7 +438,9 @@ unsafe fn group_attention_avx512<E: LaneSource, const G: usize>(
     }
     let mut inv = [0f32; G];
     for (h, inv) in inv.iter_mut().enumerate() {
-        *inv = 1.0 / softmax::<L>(&mut scores[h * padded..(h + 1) * padded], scale);
+        let (max, sum) = softmax::<L>(&mut scores[h * padded..(h + 1) * padded], scale);
+        stats[2 * h..2 * h + 2].copy_from_slice(&[max, sum]);
+        *inv = 1.0 / sum;
     }
     for c in (0..hd).step_by(4 * LANES) {
         let (mut v0, mut v1, mut v2, mut v3) = (
@@ -592,6 +672,116 @@ mod tests {
                 }
                 pool.release(&mut kv);
             }
+        }
+    }
+
+    /// A context past `CHUNK` positions is attended in chunks: still a direct evaluation's
+    /// result, the same bits on every instruction set, and a row's bits do not depend on the
+    /// rows beside it (the last row alone against the whole batch).
+    #[test]
+    fn long_contexts_in_chunks_match_a_direct_evaluation() {
+        use super::super::attention_chunks::CHUNK;
+        let mut seed = 0x2545_f491_u32;
+        let mut rnd = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            seed as f32 / u32::MAX as f32 * 2.0 - 1.0
+        };
+        let (n_head, n_head_kv, hd) = (6, 2, 64);
+        let mut cfg = config(n_head, n_head_kv, hd);
+        cfg.context_length = 4096;
+        let (q_dim, kv_dim) = (n_head * hd, n_head_kv * hd);
+        let n = 2 * CHUNK + 37;
+        let q: Vec<f32> = (0..n * q_dim).map(|_| rnd()).collect();
+        let k: Vec<f32> = (0..n * kv_dim).map(|_| rnd() * 2.0).collect();
+        let v: Vec<f32> = (0..n * kv_dim).map(|_| rnd()).collect();
+        let heads = Heads {
+            n_head,
+            n_head_kv,
+            head_dim: hd,
+        };
+        for (kv_type, bs) in [(KvType::F16, 16), (KvType::F32, 16), (KvType::F16, 20)] {
+            let stored = |x: f32| match kv_type {
+                KvType::F16 => f16::from_f32(x).to_f32(),
+                KvType::F32 => x,
+            };
+            let mut pool = KvBlockPool::with_type(&cfg, bs, 1 << 24, kv_type).unwrap();
+            let mut kv = SeqKv::default();
+            pool.reserve(&mut kv, n).unwrap();
+            for p in 0..n {
+                let (kp, vp) = (&k[p * kv_dim..][..kv_dim], &v[p * kv_dim..][..kv_dim]);
+                pool.write(0, kv.blocks()[p / bs], p % bs, kp, vp);
+            }
+            let rows: Vec<RowCtx<'_>> = (0..n)
+                .map(|pos| RowCtx {
+                    blocks: kv.blocks(),
+                    pos,
+                })
+                .collect();
+            let queries = Queries {
+                rows: &rows,
+                heads: &heads,
+                qkv: &q,
+                q_stride: q_dim,
+            };
+            let mut out = vec![0f32; n * q_dim];
+            attend(&pool, 0, &queries, &mut out);
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            for isa in crate::arch::isa::available() {
+                let mut other = vec![0f32; n * q_dim];
+                attend_with(isa, &pool, 0, &queries, &mut other);
+                assert_eq!(bits(&other), bits(&out), "{isa:?}, {kv_type:?}, bs {bs}");
+            }
+            let last = [RowCtx {
+                blocks: kv.blocks(),
+                pos: n - 1,
+            }];
+            let alone = Queries {
+                rows: &last,
+                heads: &heads,
+                qkv: &q[(n - 1) * q_dim..],
+                q_stride: q_dim,
+            };
+            let mut one = vec![0f32; q_dim];
+            attend(&pool, 0, &alone, &mut one);
+            assert_eq!(
+                bits(&one),
+                bits(&out[(n - 1) * q_dim..]),
+                "{kv_type:?}, bs {bs}"
+            );
+            for pos in [CHUNK - 1, CHUNK, CHUNK + 1, 2 * CHUNK + 5, n - 1] {
+                for h in 0..n_head {
+                    let kv_off = (h / (n_head / n_head_kv)) * hd;
+                    let qh = &q[pos * q_dim + h * hd..][..hd];
+                    let s: Vec<f64> = (0..=pos)
+                        .map(|p| {
+                            let kp = &k[p * kv_dim + kv_off..][..hd];
+                            let dot: f64 = qh
+                                .iter()
+                                .zip(kp)
+                                .map(|(&a, &b)| a as f64 * stored(b) as f64)
+                                .sum();
+                            dot / (hd as f64).sqrt()
+                        })
+                        .collect();
+                    let max = s.iter().copied().fold(f64::MIN, f64::max);
+                    let e: Vec<f64> = s.iter().map(|x| (x - max).exp()).collect();
+                    let z: f64 = e.iter().sum();
+                    for d in 0..hd {
+                        let want: f64 = (0..=pos)
+                            .map(|p| e[p] * stored(v[p * kv_dim + kv_off + d]) as f64)
+                            .sum::<f64>()
+                            / z;
+                        let got = out[pos * q_dim + h * hd + d] as f64;
+                        assert!(
+                            (got - want).abs() < 1e-5,
+                            "{kv_type:?} bs {bs} pos {pos} head {h} dim {d}: {got} vs {want}"
+                        );
+                    }
+                }
+            }
+            pool.release(&mut kv);
         }
     }
 }

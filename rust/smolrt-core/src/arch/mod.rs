@@ -9,6 +9,7 @@
 
 mod act_blocks;
 mod attention;
+mod attention_chunks;
 mod embedding;
 pub(crate) mod huge_pages;
 mod isa;

@@ -74,6 +74,29 @@ pub(crate) fn for_each_piece<S>(
     panic.resume();
 }
 
+/// Runs `f(state, i)` for every `i < n` on the pool, each exactly once; `init` makes one
+/// `state` per thread that takes any index (scratch buffers). For loops whose items write
+/// wherever they own (several buffers, through [`SharedMut`]) rather than a piece of one.
+pub(crate) fn for_each_index<S>(
+    n: usize,
+    init: impl Fn() -> S + Sync,
+    f: impl Fn(&mut S, usize) + Sync,
+) {
+    if n == 0 {
+        return;
+    }
+    let pool = candle_core::utils::barrier_pool();
+    let cursor = Cursor::new(n, pool.n_workers() + 1, Split::Fine);
+    let panic = Caught::default();
+    pool.execute(|_| {
+        panic.catch(|| {
+            let mut state = None;
+            cursor.take_all(|i| f(state.get_or_insert_with(&init), i))
+        })
+    });
+    panic.resume();
+}
+
 /// Runs `f(r, row)` for every `width`-long row of `out`: on the pool when there are several rows
 /// (the row work between the matmuls used to run on the stepping thread alone while the other
 /// core waited), in place for one.
@@ -310,6 +333,24 @@ mod tests {
             },
         );
         assert_eq!(runs.load(Ordering::Relaxed), 5);
+    }
+
+    #[test]
+    fn every_index_once() {
+        for n in [0usize, 1, 7, 100, 1000] {
+            let seen: Vec<AtomicUsize> = (0..n).map(|_| AtomicUsize::new(0)).collect();
+            for_each_index(
+                n,
+                || (),
+                |_, i| {
+                    seen[i].fetch_add(1, Ordering::Relaxed);
+                },
+            );
+            assert!(
+                seen.iter().all(|c| c.load(Ordering::Relaxed) == 1),
+                "n = {n}"
+            );
+        }
     }
 
     #[test]
