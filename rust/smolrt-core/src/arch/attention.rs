@@ -44,8 +44,9 @@ pub(crate) struct Queries<'a> {
 
 /// For every row and head: `out = softmax(q·Kᵀ / √head_dim) · V` over the row's visible
 /// positions in `layer`'s cache; `out` is `[rows][n_head * head_dim]`. Work units are (row,
-/// head), so a long single-sequence decode and a many-sequence batch both spread over the cores
-/// — or, with AVX-512 and enough rows, (row, kv head) with its query heads together. Each head
+/// head) — or, with AVX-512 and enough units, (row, kv head) with its query heads together —
+/// and a row past `attention_chunks::CHUNK` positions is cut into chunks of its context, so a
+/// long single-sequence decode and a many-sequence batch both spread over the cores. Each head
 /// is computed by the same operations whatever unit, instruction set or batch it falls in.
 pub(crate) fn attend(pool: &KvBlockPool, layer: usize, q: &Queries<'_>, out: &mut [f32]) {
     attend_with(isa(), pool, layer, q, out);
