@@ -575,6 +575,81 @@ mod tests {
         }
     }
 
+    /// `x` as a cache of `kv_type` holds it.
+    fn stored_as(kv_type: KvType, x: f32) -> f32 {
+        match kv_type {
+            KvType::F16 => f16::from_f32(x).to_f32(),
+            KvType::F32 => x,
+        }
+    }
+
+    /// A pool of `kv_type` with block size `bs` holding one sequence's keys `k` and values `v`
+    /// (`[positions][kv_dim]`) in layer 0.
+    fn cached(
+        cfg: &ModelConfig,
+        kv_type: KvType,
+        bs: usize,
+        k: &[f32],
+        v: &[f32],
+    ) -> (KvBlockPool, SeqKv) {
+        let kv_dim = cfg.n_head_kv * cfg.head_dim;
+        let n = k.len() / kv_dim;
+        let mut pool = KvBlockPool::with_type(cfg, bs, 1 << 24, kv_type).unwrap();
+        let mut kv = SeqKv::default();
+        pool.reserve(&mut kv, n).unwrap();
+        for p in 0..n {
+            let (kp, vp) = (&k[p * kv_dim..][..kv_dim], &v[p * kv_dim..][..kv_dim]);
+            pool.write(0, kv.blocks()[p / bs], p % bs, kp, vp);
+        }
+        (pool, kv)
+    }
+
+    /// Asserts `out` (one row's heads) is within 1e-5 of a direct f64 softmax(q·Kᵀ/√d)·V over
+    /// positions 0..=pos of `k` and `v` (`[positions][n_head_kv * head_dim]`, as `stored`
+    /// rounds them into the cache), with `q` starting at the row's query heads.
+    #[allow(clippy::too_many_arguments)]
+    fn assert_direct(
+        out: &[f32],
+        q: &[f32],
+        k: &[f32],
+        v: &[f32],
+        pos: usize,
+        heads: &Heads,
+        stored: impl Fn(f32) -> f32,
+        what: &str,
+    ) {
+        let (hd, kv_dim) = (heads.head_dim, heads.n_head_kv * heads.head_dim);
+        for h in 0..heads.n_head {
+            let kv_off = (h / (heads.n_head / heads.n_head_kv)) * hd;
+            let qh = &q[h * hd..(h + 1) * hd];
+            let s: Vec<f64> = (0..=pos)
+                .map(|p| {
+                    let kp = &k[p * kv_dim + kv_off..][..hd];
+                    let dot: f64 = qh
+                        .iter()
+                        .zip(kp)
+                        .map(|(&a, &b)| a as f64 * stored(b) as f64)
+                        .sum();
+                    dot / (hd as f64).sqrt()
+                })
+                .collect();
+            let max = s.iter().copied().fold(f64::MIN, f64::max);
+            let e: Vec<f64> = s.iter().map(|x| (x - max).exp()).collect();
+            let z: f64 = e.iter().sum();
+            for d in 0..hd {
+                let want: f64 = (0..=pos)
+                    .map(|p| e[p] * stored(v[p * kv_dim + kv_off + d]) as f64)
+                    .sum::<f64>()
+                    / z;
+                let got = out[h * hd + d] as f64;
+                assert!(
+                    (got - want).abs() < 1e-5,
+                    "{what} pos {pos} head {h} dim {d}: {got} vs {want}"
+                );
+            }
+        }
+    }
+
     /// Against a direct f64 softmax(q·Kᵀ/√d)·V of the values as stored (rounded to f16 for an f16
     /// cache), for both cache types, block sizes below, at and past the 16 lanes, head sizes
     /// that are and are not multiples of 16, and every causal row; and every instruction set
@@ -600,17 +675,8 @@ mod tests {
                 .into_iter()
                 .flat_map(|t| [1, 5, 16, 20, 64].map(|bs| (t, bs)))
             {
-                let stored = |x: f32| match kv_type {
-                    KvType::F16 => f16::from_f32(x).to_f32(),
-                    KvType::F32 => x,
-                };
-                let mut pool = KvBlockPool::with_type(&cfg, bs, 1 << 22, kv_type).unwrap();
-                let mut kv = SeqKv::default();
-                pool.reserve(&mut kv, n).unwrap();
-                for p in 0..n {
-                    let (kp, vp) = (&k[p * kv_dim..][..kv_dim], &v[p * kv_dim..][..kv_dim]);
-                    pool.write(0, kv.blocks()[p / bs], p % bs, kp, vp);
-                }
+                let stored = |x: f32| stored_as(kv_type, x);
+                let (mut pool, mut kv) = cached(&cfg, kv_type, bs, &k, &v);
                 let rows: Vec<RowCtx<'_>> = (0..n)
                     .map(|pos| RowCtx {
                         blocks: kv.blocks(),
@@ -641,35 +707,9 @@ mod tests {
                     );
                 }
                 for pos in 0..n {
-                    for h in 0..n_head {
-                        let kv_off = (h / (n_head / n_head_kv)) * hd;
-                        let qh = &q[pos * q_dim + h * hd..][..hd];
-                        let s: Vec<f64> = (0..=pos)
-                            .map(|p| {
-                                let kp = &k[p * kv_dim + kv_off..][..hd];
-                                let dot: f64 = qh
-                                    .iter()
-                                    .zip(kp)
-                                    .map(|(&a, &b)| a as f64 * stored(b) as f64)
-                                    .sum();
-                                dot / (hd as f64).sqrt()
-                            })
-                            .collect();
-                        let max = s.iter().copied().fold(f64::MIN, f64::max);
-                        let e: Vec<f64> = s.iter().map(|x| (x - max).exp()).collect();
-                        let z: f64 = e.iter().sum();
-                        for d in 0..hd {
-                            let want: f64 = (0..=pos)
-                                .map(|p| e[p] * stored(v[p * kv_dim + kv_off + d]) as f64)
-                                .sum::<f64>()
-                                / z;
-                            let got = out[pos * q_dim + h * hd + d] as f64;
-                            assert!(
-                                (got - want).abs() < 1e-5,
-                                "{kv_type:?} bs {bs} hd {hd} pos {pos} head {h} dim {d}: {got} vs {want}"
-                            );
-                        }
-                    }
+                    let row = &out[pos * q_dim..(pos + 1) * q_dim];
+                    let what = format!("{kv_type:?} bs {bs} hd {hd}");
+                    assert_direct(row, &q[pos * q_dim..], &k, &v, pos, &heads, stored, &what);
                 }
                 pool.release(&mut kv);
             }
@@ -703,17 +743,8 @@ mod tests {
             head_dim: hd,
         };
         for (kv_type, bs) in [(KvType::F16, 16), (KvType::F32, 16), (KvType::F16, 20)] {
-            let stored = |x: f32| match kv_type {
-                KvType::F16 => f16::from_f32(x).to_f32(),
-                KvType::F32 => x,
-            };
-            let mut pool = KvBlockPool::with_type(&cfg, bs, 1 << 24, kv_type).unwrap();
-            let mut kv = SeqKv::default();
-            pool.reserve(&mut kv, n).unwrap();
-            for p in 0..n {
-                let (kp, vp) = (&k[p * kv_dim..][..kv_dim], &v[p * kv_dim..][..kv_dim]);
-                pool.write(0, kv.blocks()[p / bs], p % bs, kp, vp);
-            }
+            let stored = |x: f32| stored_as(kv_type, x);
+            let (mut pool, mut kv) = cached(&cfg, kv_type, bs, &k, &v);
             let rows: Vec<RowCtx<'_>> = (0..n)
                 .map(|pos| RowCtx {
                     blocks: kv.blocks(),
@@ -752,35 +783,9 @@ mod tests {
                 "{kv_type:?}, bs {bs}"
             );
             for pos in [CHUNK - 1, CHUNK, CHUNK + 1, 2 * CHUNK + 5, n - 1] {
-                for h in 0..n_head {
-                    let kv_off = (h / (n_head / n_head_kv)) * hd;
-                    let qh = &q[pos * q_dim + h * hd..][..hd];
-                    let s: Vec<f64> = (0..=pos)
-                        .map(|p| {
-                            let kp = &k[p * kv_dim + kv_off..][..hd];
-                            let dot: f64 = qh
-                                .iter()
-                                .zip(kp)
-                                .map(|(&a, &b)| a as f64 * stored(b) as f64)
-                                .sum();
-                            dot / (hd as f64).sqrt()
-                        })
-                        .collect();
-                    let max = s.iter().copied().fold(f64::MIN, f64::max);
-                    let e: Vec<f64> = s.iter().map(|x| (x - max).exp()).collect();
-                    let z: f64 = e.iter().sum();
-                    for d in 0..hd {
-                        let want: f64 = (0..=pos)
-                            .map(|p| e[p] * stored(v[p * kv_dim + kv_off + d]) as f64)
-                            .sum::<f64>()
-                            / z;
-                        let got = out[pos * q_dim + h * hd + d] as f64;
-                        assert!(
-                            (got - want).abs() < 1e-5,
-                            "{kv_type:?} bs {bs} pos {pos} head {h} dim {d}: {got} vs {want}"
-                        );
-                    }
-                }
+                let row = &out[pos * q_dim..(pos + 1) * q_dim];
+                let what = format!("{kv_type:?} bs {bs}");
+                assert_direct(row, &q[pos * q_dim..], &k, &v, pos, &heads, stored, &what);
             }
             pool.release(&mut kv);
         }

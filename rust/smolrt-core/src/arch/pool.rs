@@ -51,27 +51,13 @@ pub(crate) fn for_each_piece<S>(
         assert!(end <= buf.len(), "pieces run past the buffer");
         bounds.push(end);
     }
-    let n = bounds.len() - 1;
-    if n == 0 {
-        return;
-    }
     let shared = SharedMut::new(buf);
-    let pool = candle_core::utils::barrier_pool();
-    let cursor = Cursor::new(n, pool.n_workers() + 1, Split::Fine);
-    let panic = Caught::default();
-    pool.execute(|_| {
-        panic.catch(|| {
-            let mut state = None;
-            cursor.take_all(|i| {
-                let state = state.get_or_insert_with(&init);
-                // SAFETY: the cursor yields each index once, and piece i is
-                // bounds[i]..bounds[i + 1], disjoint from every other piece.
-                let piece = unsafe { shared.slice_mut(bounds[i], bounds[i + 1] - bounds[i]) };
-                f(state, i, piece);
-            })
-        })
+    for_each_index(bounds.len() - 1, init, |state, i| {
+        // SAFETY: each index comes once, and piece i is bounds[i]..bounds[i + 1], disjoint
+        // from every other piece.
+        let piece = unsafe { shared.slice_mut(bounds[i], bounds[i + 1] - bounds[i]) };
+        f(state, i, piece);
     });
-    panic.resume();
 }
 
 /// Runs `f(state, i)` for every `i < n` on the pool, each exactly once; `init` makes one
