@@ -3,7 +3,8 @@ bandwidth limit, same file, same thread count, one run.
 
     python benches/bench_engine.py [--model PATH] [--threads N] [--repeats 3] [--no-grpc]
 
-Rows: single-stream decode (128 tokens after a short prompt), prefill of a 512-token prompt,
+Rows: single-stream decode (128 tokens after a short prompt, and after a 1024-token prompt, where
+attention reads a long context every step), prefill of a 512-token prompt,
 aggregate decode of 8 concurrent generations through the scheduler (decode only, like the
 single-stream row, and over the whole wall time with the prefill), decode as a share of the
 bandwidth limit, single-stream gRPC ÷ in-process (benches/bench_grpc.py in a subprocess), and
@@ -100,7 +101,7 @@ def grpc_ratio(model: Path, threads: int, n_decode: int, repeats: int) -> float 
 
 
 def bench_smolrt(model: Path, prompt_ids: list[int], short_ids: list[int], n_decode: int, repeats: int,
-                 streams: int):
+                 streams: int, context_ids: list[int]):
     from smolrt import Delta, Engine, Finished, cpu_features
 
     t0 = time.perf_counter()
@@ -149,6 +150,9 @@ def bench_smolrt(model: Path, prompt_ids: list[int], short_ids: list[int], n_dec
         runs.append(aggregate_once())
     decode = max(decodes)
     aggregate = max(r[0] for r in runs)
+    # Decode deep into a context: attention reads every cached position each step.
+    long_decode = (max(run(context_ids, n_decode).timings.decode_tokens_per_s for _ in range(repeats))
+                   if context_ids else None)
     aggregate_wall = max(r[1] for r in runs)
     engine.close()
     return {
@@ -156,19 +160,21 @@ def bench_smolrt(model: Path, prompt_ids: list[int], short_ids: list[int], n_dec
         "decode": decode,
         "aggregate": aggregate,
         "aggregate_wall": aggregate_wall,
+        "long_decode": long_decode,
         "load_s": load_s,
         "kernels": ",".join(cpu_features()) or "scalar",
     }
 
 
 def bench_llama_cpp(model: Path, prompt_ids: list[int], short_ids: list[int], n_decode: int,
-                    repeats: int, threads: int):
+                    repeats: int, threads: int, context_ids: list[int]):
     try:
         import llama_cpp
         import numpy as np
     except ImportError:
         return None
-    llm = llama_cpp.Llama(model_path=str(model), n_ctx=2048, n_batch=512, n_threads=threads,
+    n_ctx = max(2048, len(context_ids) + n_decode + 16)
+    llm = llama_cpp.Llama(model_path=str(model), n_ctx=n_ctx, n_batch=512, n_threads=threads,
                           n_threads_batch=threads, verbose=False)
 
     def prefill_once() -> float:
@@ -177,20 +183,27 @@ def bench_llama_cpp(model: Path, prompt_ids: list[int], short_ids: list[int], n_
         llm.eval(prompt_ids)
         return len(prompt_ids) / (time.perf_counter() - t0)
 
-    def decode_once() -> float:
+    n_vocab = llm.n_vocab()
+
+    def greedy() -> int:
+        # The last evaluated token's logits (without logits_all, `Llama.scores` is not filled).
+        return int(np.argmax(np.ctypeslib.as_array(llama_cpp.llama_get_logits(llm.ctx), shape=(n_vocab,))))
+
+    def decode_once(ids: list[int] = short_ids) -> float:
         llm.reset()
-        llm.eval(short_ids)
-        token = int(np.argmax(llm.scores[llm.n_tokens - 1]))
+        llm.eval(ids)
+        token = greedy()
         t0 = time.perf_counter()
         for _ in range(n_decode - 1):
             llm.eval([token])
-            token = int(np.argmax(llm.scores[llm.n_tokens - 1]))
+            token = greedy()
         return (n_decode - 1) / (time.perf_counter() - t0)
 
     decode_once()  # warm-up
     return {
         "prefill": max(prefill_once() for _ in range(repeats)),
         "decode": max(decode_once() for _ in range(repeats)),
+        "long_decode": max(decode_once(context_ids) for _ in range(repeats)) if context_ids else None,
         "version": llama_cpp.__version__,
         "system_info": llama_cpp.llama_print_system_info().decode().strip(),
     }
@@ -204,6 +217,8 @@ def main() -> int:
     ap.add_argument("--decode-tokens", type=int, default=128)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--streams", type=int, default=8, help="concurrent generations for the aggregate")
+    ap.add_argument("--context-tokens", type=int, default=1024,
+                    help="prompt length for the long-context decode row (0 skips it)")
     ap.add_argument("--no-grpc", action="store_true", help="skip the gRPC ÷ in-process row")
     args = ap.parse_args()
 
@@ -214,15 +229,22 @@ def main() -> int:
 
     model = resolve_model(None if args.model is None else str(args.model))
     with Engine.load(model) as probe:
-        long_ids = probe.tokenize(PROSE * 40, add_special=False)[: args.prompt_tokens]
+        prose = probe.tokenize(PROSE * 80, add_special=False)
+        long_ids = prose[: args.prompt_tokens]
+        context_ids = prose[: args.context_tokens]
         short_ids = probe.tokenize("<|im_start|>user\nTell me a long story about a dragon.<|im_end|>\n"
                                    "<|im_start|>assistant\n", parse_special=True)
     if len(long_ids) < args.prompt_tokens:
         print(f"prompt too short: {len(long_ids)} tokens", file=sys.stderr)
         return 1
 
-    ours = bench_smolrt(model, long_ids, short_ids, args.decode_tokens, args.repeats, args.streams)
-    ref = bench_llama_cpp(model, long_ids, short_ids, args.decode_tokens, args.repeats, args.threads)
+    if len(context_ids) < args.context_tokens:
+        print(f"context prompt too short: {len(context_ids)} tokens", file=sys.stderr)
+        return 1
+    ours = bench_smolrt(model, long_ids, short_ids, args.decode_tokens, args.repeats, args.streams,
+                        context_ids)
+    ref = bench_llama_cpp(model, long_ids, short_ids, args.decode_tokens, args.repeats, args.threads,
+                          context_ids)
     bandwidth = read_bandwidth_gbs(args.threads)
     per_token = bytes_per_token(model)
     limit = bandwidth * 1e9 / per_token
@@ -256,6 +278,11 @@ def main() -> int:
         ("RSS after load, empty KV pool, MiB", f(rss["after"], ".0f"), "", "",
          f"file + {rss['after'] - file_mb:.0f}", f"<= file + 150 = {file_mb + 150:.0f}"),
     ]
+    if context_ids:
+        rows.insert(1, (f"  same, after a {len(context_ids)}-token prompt", f(ours["long_decode"]),
+                        f(theirs("long_decode")), "",
+                        f(ours["long_decode"] / ref["long_decode"], ".2f") + "x vs llama.cpp"
+                        if ref else na, "(reported)"))
     header = ("figure", "smolrt", "llama.cpp", "limit", "ratio", "target")
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     for r in [header, *rows]:
