@@ -70,38 +70,23 @@ fn attend_typed<E: LaneSource>(
     queries: &Queries<'_>,
     out: &mut [f32],
 ) {
-    let Queries { rows, heads, .. } = *queries;
-    let group = heads.n_head / heads.n_head_kv;
-    // With AVX-512 and enough units for both cores, one unit per (row, kv head): its query heads
-    // together, each key and value vector loaded once for all of them. Same bits either way.
-    let bs = kv.block_size();
-    let chunks: usize = rows.iter().map(|r| Plan::chunks(r.pos, bs)).sum();
-    let grouped = isa == Isa::Avx512Vnni
-        && (2..=MAX_GROUP).contains(&group)
-        && chunks * heads.n_head_kv >= MIN_GROUPED_UNITS;
-    let per_unit = if grouped { group } else { 1 };
-    let plan = Plan::new(rows, bs, heads.n_head, per_unit, heads.head_dim);
     // Each cut row's chunks leave their outputs and softmax statistics here until they are
     // joined. Kept between calls: every piece is written before it is read, and a fresh buffer
     // per layer (a megabyte in a long prefill) cost page faults and zeroing.
-    PARTS.with_borrow_mut(|parts| {
-        attend_units(isa, kv, layer, queries, &plan, per_unit, parts, out)
-    });
+    PARTS.with_borrow_mut(|parts| attend_units(isa, kv, layer, queries, parts, out));
 }
 
 thread_local! {
     static PARTS: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// Runs every unit of `plan`; the last chunk of each cut row's head group joins them into `out`.
-#[allow(clippy::too_many_arguments)]
+/// Runs every unit of the layer's plan; the last chunk of each cut row's head group joins them
+/// into `out`.
 fn attend_units<E: LaneSource>(
     isa: Isa,
     kv: &KvView<'_, E>,
     layer: usize,
     queries: &Queries<'_>,
-    plan: &Plan,
-    per_unit: usize,
     parts: &mut Vec<f32>,
     out: &mut [f32],
 ) {
@@ -115,6 +100,15 @@ fn attend_units<E: LaneSource>(
     let group = heads.n_head / heads.n_head_kv;
     let scale = 1.0 / (hd as f32).sqrt();
     let work: usize = rows.iter().map(|r| r.pos + 1).sum::<usize>() * heads.n_head * hd;
+    // With AVX-512 and enough units for both cores, one unit per (row, kv head): its query heads
+    // together, each key and value vector loaded once for all of them. Same bits either way.
+    let bs = kv.block_size();
+    let chunks: usize = rows.iter().map(|r| Plan::chunks(r.pos, bs)).sum();
+    let grouped = isa == Isa::Avx512Vnni
+        && (2..=MAX_GROUP).contains(&group)
+        && chunks * heads.n_head_kv >= MIN_GROUPED_UNITS;
+    let per_unit = if grouped { group } else { 1 };
+    let plan = Plan::new(rows, bs, heads.n_head, per_unit, hd);
     let len = plan.piece_len();
     parts.resize(plan.parts() * len, 0.0);
     let (outs, pieces) = (SharedMut::new(out), SharedMut::new(parts));

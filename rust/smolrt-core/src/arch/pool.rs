@@ -84,8 +84,7 @@ pub(crate) fn for_each_index<S>(
 }
 
 /// Runs `f(r, row)` for every `width`-long row of `out`: on the pool when there are several rows
-/// (the row work between the matmuls used to run on the stepping thread alone while the other
-/// core waited), in place for one.
+/// (row work on the stepping thread alone leaves the other core waiting), in place for one.
 pub(crate) fn for_each_row(out: &mut [f32], width: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
     let rows = out.len() / width;
     if rows < 2 {

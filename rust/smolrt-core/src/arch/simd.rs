@@ -41,13 +41,14 @@ pub(crate) fn prefetch<B>(blocks: &[B], start: usize, len: usize) {
             return;
         }
         let size = std::mem::size_of::<B>();
-        let base = blocks.as_ptr() as *const i8;
-        let last = base as usize + end * size - 1;
-        // a range that starts inside a line still ends in the line of its last byte
-        let mut line = (base as usize + start * size) & !63;
+        let base = blocks.as_ptr() as usize;
+        let last = base + end * size - 1;
+        // a range that starts inside a line still ends in the line of its last byte; the first
+        // line may begin before `blocks` does
+        let mut line = (base + start * size) & !63;
         while line <= last {
             // SAFETY: prefetch never faults; the address is never dereferenced.
-            unsafe { _mm_prefetch(base.wrapping_add(line - base as usize), _MM_HINT_T0) };
+            unsafe { _mm_prefetch(line as *const i8, _MM_HINT_T0) };
             line += 64;
         }
     }

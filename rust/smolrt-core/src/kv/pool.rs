@@ -43,9 +43,8 @@ impl<E> KvView<'_, E> {
     }
 
     fn tile_range(&self, layer: usize, block: u32) -> std::ops::Range<usize> {
-        let tile = self.block_size * self.kv_dim;
-        let start = (block as usize * self.n_layer + layer) * tile;
-        start..start + tile
+        let start = tile_start(self.n_layer, self.block_size * self.kv_dim, layer, block);
+        start..start + self.block_size * self.kv_dim
     }
 
     /// Keys of `layer` in `block`: `[kv_dim][block_size]`. The caller has checked the id with
@@ -58,6 +57,12 @@ impl<E> KvView<'_, E> {
     pub(crate) fn values(&self, layer: usize, block: u32) -> &[E] {
         &self.values[self.tile_range(layer, block)]
     }
+}
+
+/// Where `layer`'s key (and value) tile of `block` starts in its store (tiles of `tile`
+/// elements): blocks hold every layer's tiles back to back.
+fn tile_start(n_layer: usize, tile: usize, layer: usize, block: u32) -> usize {
+    (block as usize * n_layer + layer) * tile
 }
 
 impl KvBlockPool {
@@ -209,10 +214,8 @@ impl KvBlockPool {
         self.in_use.get(id as usize).copied().unwrap_or(false)
     }
 
-    /// Where `layer`'s key (and value) tile of `block` starts in its store: blocks hold every
-    /// layer's tiles back to back.
     fn tile_start(&self, layer: usize, block: u32) -> usize {
-        (block as usize * self.n_layer + layer) * self.block_size * self.kv_dim
+        tile_start(self.n_layer, self.block_size * self.kv_dim, layer, block)
     }
 
     /// The tiles, if this pool stores `E` (attention asks for the type [`kv_type`](Self::kv_type)
