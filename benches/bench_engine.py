@@ -14,7 +14,9 @@ The bandwidth limit is read bandwidth (numpy max over 512 MB split across `--thr
 best of 5) ÷ the weight bytes one decode step reads (every tensor, the embedding table only when
 it doubles as the output projection). llama.cpp is measured when `llama-cpp-python` is
 importable (kept out of CI: it takes ~15 minutes to build). Each figure is the best of
-`--repeats` runs; the single-stream and 8-stream decode runs alternate.
+`--repeats` runs; the single-stream and 8-stream decode runs alternate, each pair after a compute
+probe (f32 GEMM GFLOP/s in a fresh process), and every pair is printed below the table: the
+8-stream step is bound by arithmetic and moves with the compute the shared host gives.
 """
 
 from __future__ import annotations
@@ -68,6 +70,24 @@ def bytes_per_token(model: Path) -> int:
     return total
 
 
+def compute_gflops(threads: int) -> float:
+    """f32 GEMM GFLOP/s of `threads` threads (numpy in a fresh process, best of 5 products of
+    1024x1024 matrices): the compute this shared machine's cores give right now. The eight-stream
+    step is bound by the kernels' arithmetic while one stream is bound by memory, so a spell of
+    less compute (the host busy elsewhere) moves the 8-stream row and not the single stream."""
+    code = (
+        "import time, numpy as np\n"
+        "a = np.random.rand(1024, 1024).astype(np.float32); b = a.T.copy(); a @ b\n"
+        "best = float('inf')\n"
+        "for _ in range(5):\n"
+        "    t0 = time.perf_counter(); a @ b; best = min(best, time.perf_counter() - t0)\n"
+        "print(2 * 1024**3 / best / 1e9)\n"
+    )
+    env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    return float(out.stdout)
+
+
 def rss_after_load(model: Path, threads: int) -> dict:
     """VmRSS of a fresh process after `Engine.load` (default KV budget, nothing generated)."""
     code = (
@@ -101,7 +121,7 @@ def grpc_ratio(model: Path, threads: int, n_decode: int, repeats: int) -> float 
 
 
 def bench_smolrt(model: Path, prompt_ids: list[int], short_ids: list[int], n_decode: int, repeats: int,
-                 streams: int, context_ids: list[int]):
+                 streams: int, context_ids: list[int], threads: int):
     from smolrt import Delta, Engine, Finished, cpu_features
 
     t0 = time.perf_counter()
@@ -144,8 +164,9 @@ def bench_smolrt(model: Path, prompt_ids: list[int], short_ids: list[int], n_dec
 
     # One stream and eight alternate, so a slow spell of the shared machine (seconds long) hits
     # both rows of the ratio alike instead of one of them.
-    decodes, runs = [], []
+    decodes, runs, probes = [], [], []
     for _ in range(repeats):
+        probes.append(compute_gflops(threads))
         decodes.append(run(short_ids, n_decode).timings.decode_tokens_per_s)
         runs.append(aggregate_once())
     decode = max(decodes)
@@ -160,6 +181,7 @@ def bench_smolrt(model: Path, prompt_ids: list[int], short_ids: list[int], n_dec
         "decode": decode,
         "aggregate": aggregate,
         "aggregate_wall": aggregate_wall,
+        "runs": list(zip(probes, decodes, (r[0] for r in runs), strict=True)),
         "long_decode": long_decode,
         "load_s": load_s,
         "kernels": ",".join(cpu_features()) or "scalar",
@@ -242,7 +264,7 @@ def main() -> int:
         print(f"context prompt too short: {len(context_ids)} tokens", file=sys.stderr)
         return 1
     ours = bench_smolrt(model, long_ids, short_ids, args.decode_tokens, args.repeats, args.streams,
-                        context_ids)
+                        context_ids, args.threads)
     ref = bench_llama_cpp(model, long_ids, short_ids, args.decode_tokens, args.repeats, args.threads,
                           context_ids)
     bandwidth = read_bandwidth_gbs(args.threads)
@@ -288,6 +310,8 @@ def main() -> int:
     for r in [header, *rows]:
         cells = zip(r, widths, strict=True)
         print("  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(cells)))
+    print(f"decode runs (compute probe before each: 1 stream, {args.streams} streams): " + ", ".join(
+        f"{gflops:.0f} GFLOP/s: {one:.0f}, {many:.0f} tok/s" for gflops, one, many in ours["runs"]))
     print(f"RSS: {rss['before']:.0f} MiB before load (Python + smolrt imported), {rss['after']:.0f} after")
     if ref:
         print(f"llama.cpp: llama-cpp-python {ref['version']}, {ref['system_info']}")
