@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import sys
 import threading
 import time
 
@@ -177,3 +178,23 @@ def test_info_describes_the_model(engine: Engine) -> None:
     assert info["vocab_size"] == 49152
     assert info["chat_template"] and "im_start" in info["chat_template"]
     assert info["tensor_types"]["Q4_1"] > 0
+
+
+def test_the_engine_steps_while_a_python_thread_holds_the_interpreter(engine: Engine) -> None:
+    # The stepping thread is native and never takes the GIL: a generation runs to its end while
+    # this thread spins in pure Python without letting go (a switch interval far longer than the
+    # spin keeps the interpreter from taking it away).
+    wait_idle(engine)
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(30.0)
+    try:
+        gen = engine.generate("Once upon a time", max_tokens=8, temperature=0, ignore_eos=True)
+        end = time.monotonic() + 1.5
+        while time.monotonic() < end:
+            pass
+        ran_during_spin = engine.active_sequences() == 0
+    finally:
+        sys.setswitchinterval(interval)
+    _, fin = drain(gen)
+    assert fin.usage.completion_tokens == 8
+    assert ran_during_spin, "the generation waited for the interpreter lock"

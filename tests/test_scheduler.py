@@ -1,8 +1,9 @@
-"""The scheduler's stepping and dispatch threads, against a scripted stand-in for the native
-engine: ordering, early events, failures and shutdown, without a model."""
+"""The scheduler's dispatch, against a scripted stand-in for the native engine and its stepping
+thread: ordering, early events, failures and shutdown, without a model."""
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 from typing import Any
@@ -21,12 +22,16 @@ def finished(seq: int, reason: str = "length") -> tuple[Any, ...]:
 
 
 class ScriptedNative:
-    """Each sequence yields `n` tokens, one per step, then finishes; `fail_next` makes the next
-    step raise."""
+    """The native engine's stepping protocol without a model: a stepping thread of its own (as the
+    Rust one) steps while any sequence runs, applies queued cancels between steps and queues the
+    events for `next_events`. Each sequence yields `n` tokens, one per step, then finishes;
+    `fail_next` makes the next step fail every sequence, as the native stepper does when a step
+    errors or panics."""
 
     def __init__(self, n: int = 3) -> None:
         self.n = n
         self.lock = threading.Lock()
+        self.wake = threading.Condition(self.lock)
         self.next_seq = 0
         self.progress: dict[int, int] = {}
         self.steps = 0
@@ -35,6 +40,11 @@ class ScriptedNative:
         #: Per-sequence token counts, taken in admission order (else `n`).
         self.lengths: list[int] = []
         self.length: dict[int, int] = {}
+        self.cancels: list[int] = []
+        self.closing = False
+        self.outbox: queue.SimpleQueue[list[tuple[Any, ...]] | None] = queue.SimpleQueue()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
 
     def add_request(self, prompt: list[int], params: dict[str, Any], session: int | None) -> int:
         with self.lock:
@@ -42,33 +52,65 @@ class ScriptedNative:
             self.progress[self.next_seq] = 0
             seq = self.next_seq
             self.length[seq] = self.lengths.pop(0) if self.lengths else self.n
+            self.wake.notify()
         if self.admit_gate is not None:
             # hold `submit` between admission and registration while steps run
             self.admit_gate.wait(5)
         return seq
 
-    def step(self) -> list[tuple[Any, ...]]:
+    def cancel(self, seq: int) -> None:
         with self.lock:
-            self.steps += 1
-            if self.fail_next:
-                self.fail_next = False
-                raise RuntimeError("boom")
-            events: list[tuple[Any, ...]] = []
-            for seq in list(self.progress):
-                i = self.progress[seq]
-                if i < self.length.get(seq, self.n):
-                    events.append(token(seq, i))
-                    self.progress[seq] = i + 1
-                else:
-                    events.append(finished(seq))
-                    del self.progress[seq]
-            return events
+            self.cancels.append(seq)
+            self.wake.notify()
 
-    def cancel(self, seq: int) -> tuple[Any, ...] | None:
+    def close(self) -> None:
         with self.lock:
-            if self.progress.pop(seq, None) is None:
-                return None
-        return finished(seq, "cancelled")
+            self.closing = True
+            self.wake.notify()
+        self.thread.join(5)
+
+    def next_events(self) -> list[tuple[Any, ...]] | None:
+        return self.outbox.get()
+
+    def _run(self) -> None:
+        while True:
+            with self.lock:
+                while not (self.closing or self.cancels or self.progress):
+                    self.wake.wait()
+                stopped = [seq for seq in self.cancels if self.progress.pop(seq, None) is not None]
+                events = [finished(seq, "cancelled") for seq in stopped]
+                self.cancels.clear()
+                closing = self.closing
+                if closing:
+                    events += [finished(seq, "cancelled") for seq in self.progress]
+                    self.progress.clear()
+                elif self.progress:
+                    events += self._step()
+            # a real step takes a while: let other threads in between
+            time.sleep(0.001)
+            if events:
+                self.outbox.put(events)
+            if closing:
+                self.outbox.put(None)
+                return
+
+    def _step(self) -> list[tuple[Any, ...]]:
+        self.steps += 1
+        if self.fail_next:
+            self.fail_next = False
+            failed = [("failed", seq, "internal", "scheduler step failed: boom", 0, 0) for seq in self.progress]
+            self.progress.clear()
+            return failed
+        events: list[tuple[Any, ...]] = []
+        for seq in list(self.progress):
+            i = self.progress[seq]
+            if i < self.length.get(seq, self.n):
+                events.append(token(seq, i))
+                self.progress[seq] = i + 1
+            else:
+                events.append(finished(seq))
+                del self.progress[seq]
+        return events
 
 
 class Collector:

@@ -35,7 +35,7 @@ def cap_to_context(prompt_len: int, params: dict[str, Any], context: int | None)
 
 
 class Engine:
-    """A loaded model and the scheduler thread that serves every generation on it.
+    """A loaded model and the stepping thread that serves every generation on it.
 
     Create with `Engine.load(path)`. `generate` and `chat` return iterators of events
     (`Delta`..., then `Finished`); `agenerate` and `achat` are their `async for` twins. Any number
@@ -204,7 +204,7 @@ class Engine:
 
     def add_finished_listener(self, listener: Callable[[Finished], None]) -> None:
         """Call `listener` with the `Finished` event of every generation on this engine, from the
-        scheduler thread (it must be quick and must not block): for server-wide metrics."""
+        dispatcher thread (it must be quick and must not block): for server-wide metrics."""
         self._scheduler.add_finished_listener(listener)
 
     def remove_finished_listener(self, listener: Callable[[Finished], None]) -> None:
@@ -222,7 +222,7 @@ class Engine:
         return [list(row) for row in self._native.teacher_forced_logits(list(ids), list(token_ids))]
 
     def close(self) -> None:
-        """Cancel every running generation and stop the scheduler thread."""
+        """Cancel every running generation and stop the stepping and dispatcher threads."""
         self._scheduler.close()
 
     def __enter__(self) -> Engine:

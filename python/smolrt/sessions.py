@@ -2,7 +2,7 @@
 
 Transport-agnostic: the gRPC servicer and the HTTP routes both drive this one store, so a session
 created through one door can be watched through the other. Everything here runs on one asyncio
-loop (the server's); the model itself runs on the engine's scheduler thread.
+loop (the server's); the model itself runs on the engine's stepping thread.
 
 - The transcript is the truth; the KV cache is only a cache. Each turn re-renders the whole
   conversation with the chat template and the engine reuses the longest prefix its resident KV

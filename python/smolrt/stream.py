@@ -119,7 +119,7 @@ class AsyncGeneration(_Stream):
         self._seq = scheduler.submit(prompt, params, self._put, session)
 
     def _put(self, item: tuple[Any, ...]) -> None:
-        # Called on the scheduler thread; the queue belongs to the event loop.
+        # Called on the dispatcher thread; the queue belongs to the event loop.
         try:
             self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
         except RuntimeError:

@@ -1,8 +1,11 @@
-//! `_core.Engine`: a loaded model plus its sequences. The Python scheduler thread calls `step()`;
-//! any thread may tokenize. The engine sits behind a mutex that is only ever taken with the GIL
-//! released, so a thread waiting for a step never blocks the interpreter.
+//! `_core.Engine`: a loaded model plus its sequences, stepped by its own thread (`stepper`) from
+//! load to `close`; Python admits and cancels sequences and takes the events (`next_events`, on
+//! the scheduler's dispatcher thread). Any thread may tokenize. The engine sits behind a mutex
+//! that is only ever taken with the GIL released, so a thread waiting for a step never blocks
+//! the interpreter.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
@@ -13,20 +16,23 @@ use smolrt_core::tokenizer::Tokenizer;
 use crate::events;
 use crate::gateway::detached;
 use crate::params;
+use crate::stepper::{lock, Stepper};
 
 #[pyclass(name = "Engine", module = "smolrt._core", frozen)]
 pub struct PyEngine {
-    engine: Mutex<Engine>,
+    engine: Arc<Mutex<Engine>>,
+    stepper: Arc<Stepper>,
+    /// The stepping thread, joined by `close`.
+    step_thread: Mutex<Option<JoinHandle<()>>>,
     tokenizer: Arc<Tokenizer>,
     info: Py<PyDict>,
 }
 
-/// A panic inside a step poisons the mutex; the engine's state is still memory-safe, and the
-/// sequences involved were reported failed, so later calls carry on.
-fn lock(engine: &Mutex<Engine>) -> MutexGuard<'_, Engine> {
-    engine
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+impl Drop for PyEngine {
+    /// An engine dropped without `close` still stops its thread (which then frees the model).
+    fn drop(&mut self) {
+        self.stepper.close();
+    }
 }
 
 #[pymethods]
@@ -52,9 +58,19 @@ impl PyEngine {
         };
         let engine = detached(py, move || Engine::load(&path, options))?;
         let info = crate::inspect::engine_info(py, &engine)?;
+        let tokenizer = engine.tokenizer_arc();
+        let engine = Arc::new(Mutex::new(engine));
+        let (stepper, step_thread) = Stepper::start(Arc::clone(&engine)).map_err(|e| {
+            crate::errors::to_pyerr(
+                py,
+                smolrt_core::Error::internal(format!("cannot start the stepping thread: {e}")),
+            )
+        })?;
         Ok(Self {
-            tokenizer: engine.tokenizer_arc(),
-            engine: Mutex::new(engine),
+            engine,
+            stepper,
+            step_thread: Mutex::new(Some(step_thread)),
+            tokenizer,
             info: info.unbind(),
         })
     }
@@ -113,28 +129,44 @@ impl PyEngine {
             stop: p.stop,
             session,
         };
-        detached(py, || lock(&self.engine).add(request))
+        let seq = detached(py, || lock(&self.engine).add(request))?;
+        self.stepper.admitted();
+        Ok(seq)
     }
 
-    /// Advance every active sequence by one batched forward; returns event tuples.
-    fn step<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        let evs = detached(py, || lock(&self.engine).step())?;
+    /// Every event the stepping thread has produced since the last call, as tuples in order,
+    /// waiting for some if there are none (with the GIL released); None once `close` has ended
+    /// the stream and every event was taken.
+    fn next_events<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyList>>> {
+        let stepper = Arc::clone(&self.stepper);
+        let Some(evs) = detached(py, move || Ok(stepper.next_events()))? else {
+            return Ok(None);
+        };
         let tuples = evs
             .into_iter()
             .map(|e| events::to_py(py, e))
             .collect::<PyResult<Vec<_>>>()?;
-        PyList::new(py, tuples)
+        PyList::new(py, tuples).map(Some)
     }
 
-    /// Stop a sequence and free its KV blocks; returns its final event tuple, or None if the
-    /// sequence is unknown (already finished).
-    fn cancel<'py>(
-        &self,
-        py: Python<'py>,
-        seq: u64,
-    ) -> PyResult<Option<Bound<'py, pyo3::types::PyTuple>>> {
-        let ev = detached(py, || Ok(lock(&self.engine).cancel(seq)))?;
-        ev.map(|e| events::to_py(py, e)).transpose()
+    /// Stop a sequence before the next step and free its KV blocks; its final event comes through
+    /// `next_events` (none if it had already finished). Never waits for a step.
+    fn cancel(&self, seq: u64) {
+        self.stepper.cancel(seq);
+    }
+
+    /// Cancel every sequence, end the event stream after their final events, and wait for the
+    /// stepping thread to stop. Later admissions are never stepped.
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        self.stepper.close();
+        let thread = lock(&self.step_thread).take();
+        detached(py, move || {
+            if let Some(thread) = thread {
+                // the thread catches every panic of a step, so it only ends by closing
+                let _ = thread.join();
+            }
+            Ok(())
+        })
     }
 
     /// Free a session's resident KV; returns whether it had any.

@@ -21,7 +21,7 @@ where
     }
 }
 
-fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+pub fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
     let what = panic
         .downcast_ref::<&str>()
         .map(|s| s.to_string())

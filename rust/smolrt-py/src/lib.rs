@@ -7,6 +7,7 @@ mod events;
 mod gateway;
 mod inspect;
 mod params;
+mod stepper;
 
 use pyo3::prelude::*;
 

@@ -2,8 +2,9 @@
 //! sequence by one batched forward — decode tokens of running sequences plus bounded prefill
 //! chunks of new ones (continuous batching) — then samples, detokenizes and checks stops.
 //!
-//! The engine is single-threaded by design: the Python scheduler thread owns it and calls `step()`
-//! with the GIL released. Parallelism lives inside the forward pass.
+//! The engine is single-threaded by design: one stepping thread (smolrt-py's `Stepper`) calls
+//! `step()` back to back; other threads take its lock between steps. Parallelism lives inside the
+//! forward pass.
 
 mod channels;
 mod events;
@@ -98,6 +99,12 @@ impl Engine {
     pub fn active_sequences(&self) -> usize {
         self.seqs.len()
     }
+
+    /// The running sequences, in admission order.
+    pub fn sequence_ids(&self) -> Vec<SeqId> {
+        self.seqs.keys().copied().collect()
+    }
+
     pub fn has_work(&self) -> bool {
         !self.seqs.is_empty()
     }
@@ -189,6 +196,27 @@ impl Engine {
         let event = seq.finish_event(FinishReason::Cancelled);
         self.retire(seq);
         Some(event)
+    }
+
+    /// Stop every sequence now (shutting down); their final events in admission order.
+    pub fn cancel_all(&mut self) -> Vec<Event> {
+        self.sequence_ids()
+            .into_iter()
+            .filter_map(|id| self.cancel(id))
+            .collect()
+    }
+
+    /// End every sequence with `error`, freeing its KV: after a step failed in a way no
+    /// sequence's own event covers, nothing it ran is to be trusted, and later requests are
+    /// served afresh.
+    pub fn fail_all(&mut self, error: &Error) -> Vec<Event> {
+        let seqs = std::mem::take(&mut self.seqs);
+        seqs.into_values()
+            .map(|mut seq| {
+                self.pool.release(&mut seq.kv);
+                seq.error_event(error)
+            })
+            .collect()
     }
 
     /// Forget a session's resident KV. Returns whether there was any.

@@ -1,0 +1,180 @@
+//! The stepping thread: calls the engine's batched `step()` back to back while any sequence runs,
+//! and queues each step's events for the Python dispatcher thread to route.
+//!
+//! Nothing on its path touches the interpreter. When Python drove the steps, every step ended by
+//! taking the GIL back to convert its events and call the next one, behind whatever Python
+//! thread held it: 45–55 µs between steps with one library stream or one gRPC stream, 330–370
+//! µs on average at 16 gRPC streams, and up to a switch interval (5 ms) behind a thread that does
+//! not let go. Here the next step starts as soon as the last one's events are queued; the
+//! conversion to tuples happens on the dispatcher thread, next to the routing.
+//!
+//! Cancels are queued and applied between steps, so `cancel` never waits for a step. `close`
+//! cancels every sequence, queues their final events and ends the event stream.
+
+use std::collections::VecDeque;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+
+use smolrt_core::engine::{Engine, Event, EventKind, SeqId, Usage};
+use smolrt_core::Error;
+
+use crate::gateway::panic_message;
+
+/// What the stepping thread is asked to do besides stepping.
+#[derive(Default)]
+struct Control {
+    /// Sequences to stop before the next step.
+    cancels: Vec<SeqId>,
+    /// A sequence was admitted since the thread last looked: step even if it found none.
+    admitted: bool,
+    closing: bool,
+}
+
+/// Steps' events not yet taken by the dispatcher, oldest first.
+#[derive(Default)]
+struct Outbox {
+    events: VecDeque<Event>,
+    /// No more events will come (closed).
+    ended: bool,
+}
+
+pub struct Stepper {
+    engine: Arc<Mutex<Engine>>,
+    control: Mutex<Control>,
+    wake: Condvar,
+    outbox: Mutex<Outbox>,
+    ready: Condvar,
+}
+
+/// A panic inside a step poisons the engine's mutex; its state is still memory-safe and the
+/// sequences involved were failed, so later calls carry on (the same holds for the queues).
+pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Stepper {
+    /// Starts the stepping thread for `engine`; it runs until [`close`](Self::close).
+    pub fn start(engine: Arc<Mutex<Engine>>) -> std::io::Result<(Arc<Self>, JoinHandle<()>)> {
+        let stepper = Arc::new(Self {
+            engine,
+            control: Mutex::new(Control::default()),
+            wake: Condvar::new(),
+            outbox: Mutex::new(Outbox::default()),
+            ready: Condvar::new(),
+        });
+        let runner = Arc::clone(&stepper);
+        let handle = std::thread::Builder::new()
+            .name("smolrt-step".into())
+            .spawn(move || runner.run())?;
+        Ok((stepper, handle))
+    }
+
+    /// A sequence was added to the engine: make sure the thread steps.
+    pub fn admitted(&self) {
+        lock(&self.control).admitted = true;
+        self.wake.notify_one();
+    }
+
+    /// Stop `seq` before the next step; its final event comes through the outbox (nothing, if it
+    /// has already finished).
+    pub fn cancel(&self, seq: SeqId) {
+        lock(&self.control).cancels.push(seq);
+        self.wake.notify_one();
+    }
+
+    /// Cancel every sequence and end the event stream once their final events are queued.
+    pub fn close(&self) {
+        lock(&self.control).closing = true;
+        self.wake.notify_one();
+    }
+
+    /// Every queued event, oldest first, waiting for some if there are none; None once the
+    /// stream has ended and all its events were taken.
+    pub fn next_events(&self) -> Option<Vec<Event>> {
+        let mut out = lock(&self.outbox);
+        while out.events.is_empty() && !out.ended {
+            out = self.ready.wait(out).unwrap_or_else(PoisonError::into_inner);
+        }
+        if out.events.is_empty() {
+            return None;
+        }
+        Some(out.events.drain(..).collect())
+    }
+
+    fn run(&self) {
+        loop {
+            let (cancels, closing) = self.wait_for_work();
+            let events = {
+                let mut engine = lock(&self.engine);
+                let mut events: Vec<Event> = cancels
+                    .into_iter()
+                    .filter_map(|id| engine.cancel(id))
+                    .collect();
+                if closing {
+                    events.extend(engine.cancel_all());
+                } else if engine.has_work() {
+                    events.extend(step_or_fail(&mut engine));
+                }
+                events
+            };
+            let mut out = lock(&self.outbox);
+            out.events.extend(events);
+            out.ended = closing;
+            drop(out);
+            self.ready.notify_all();
+            if closing {
+                return;
+            }
+        }
+    }
+
+    /// Blocks until there is something to do; returns the cancels to apply and whether to close.
+    fn wait_for_work(&self) -> (Vec<SeqId>, bool) {
+        let mut control = lock(&self.control);
+        loop {
+            if control.closing || !control.cancels.is_empty() {
+                break;
+            }
+            if std::mem::take(&mut control.admitted) || lock(&self.engine).has_work() {
+                break;
+            }
+            // `admitted` is set under this lock, which the wait releases atomically: an
+            // admission after the check above still wakes the thread.
+            control = self
+                .wake
+                .wait(control)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        (std::mem::take(&mut control.cancels), control.closing)
+    }
+}
+
+/// One step; if it fails or panics, every sequence that was running ends with the error instead
+/// (a failing step must not stop serving the requests that come after).
+fn step_or_fail(engine: &mut Engine) -> Vec<Event> {
+    // A panic can leave the step's batch out of the engine's map: their ids are kept to tell
+    // their streams too.
+    let running = engine.sequence_ids();
+    let error = match catch_unwind(AssertUnwindSafe(|| engine.step())) {
+        Ok(Ok(events)) => return events,
+        Ok(Err(error)) => error,
+        Err(panic) => Error::internal(format!("scheduler step failed: {}", panic_message(&panic))),
+    };
+    let mut events = engine.fail_all(&error);
+    let told: Vec<SeqId> = events.iter().map(|e| e.seq).collect();
+    events.extend(
+        running
+            .into_iter()
+            .filter(|id| !told.contains(id))
+            .map(|seq| Event {
+                seq,
+                kind: EventKind::Failed {
+                    code: error.code,
+                    message: error.message.clone(),
+                    usage: Usage::default(),
+                },
+            }),
+    );
+    events
+}
