@@ -7,7 +7,8 @@
 //! n sequences together, one token each per forward (default 1); `FORWARD_SPEED_PROMPT=n` sets
 //! the prefill length (default 200); `FORWARD_SPEED_KV=f32` caches keys and values in f32
 //! (default f16); `FORWARD_SPEED_WARM=1` writes the KV blocks the decode will use once before
-//! timing it (a serving engine's steady state: no first-touch page faults).
+//! timing it (a serving engine's steady state: no first-touch page faults);
+//! `FORWARD_SPEED_CONTEXT=n` starts each decoding sequence from an n-token prompt.
 
 use std::time::Instant;
 
@@ -86,11 +87,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .unwrap_or(1)
         .max(1);
     let short = [1u32, 9690, 198, 2683, 359, 253];
+    // FORWARD_SPEED_CONTEXT=n: each sequence starts from an n-token prompt, so the decode runs
+    // with a long context to attend to (default: a 6-token prompt)
+    let context: usize = std::env::var("FORWARD_SPEED_CONTEXT")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
     if std::env::var("FORWARD_SPEED_WARM").is_ok() {
         // Touch the KV blocks the decode will take (the pool hands the most recently freed out
         // first), so it measures a serving engine's steady state rather than the first-touch
         // page faults of fresh blocks (2 MB huge pages zeroed on the calling thread).
-        let n = (batch * (steps + 24)).min(cfg.context_length);
+        let n = (batch * (context + steps + 24)).min(cfg.context_length);
         let warm: Vec<u32> = (0..n as u32)
             .map(|i| (i * 7919 + 13) % 49000 + 100)
             .collect();
@@ -108,7 +115,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut next = Vec::with_capacity(batch);
     for (i, kv) in kvs.iter_mut().enumerate() {
         // a different last prompt token per sequence, so the batch does not decode in lockstep
-        let prompt = [&short[..5], &[253 + i as u32]].concat();
+        let prompt = if context > 0 {
+            (0..context as u32)
+                .map(|j| (j * 7919 + 13 + i as u32) % 49000 + 100)
+                .collect()
+        } else {
+            [&short[..5], &[253 + i as u32]].concat()
+        };
         pool.reserve(kv, prompt.len())?;
         let mut items = [BatchItem {
             tokens: &prompt,

@@ -134,29 +134,48 @@ fn attend_units<E: LaneSource>(
         // Once per kv head and sequence: head by head, the group's later heads find the lines
         // in, and a prefill's later rows read what its earlier rows just did.
         let first_of_sequence = r == 0 || !std::ptr::eq(rows[r - 1].blocks, rows[r].blocks);
-        if h0 % group == 0 && first_of_sequence {
+        // The group's later heads (and a prefill's later rows) find the lines in.
+        let hints = h0 % group == 0 && first_of_sequence;
+        if hints {
             prefetch_kv_head(kv, layer, &row, kv_off, hd);
         }
         match (isa, per_unit) {
             // SAFETY (each arm): callers pass only an `isa` the CPU supports.
             #[cfg(target_arch = "x86_64")]
             (Isa::Avx512Vnni, 1) => unsafe {
-                head_attention_avx512(kv, layer, &row, q(h0), kv_off, scale, scores, dst, stats)
+                head_attention_avx512(
+                    kv,
+                    layer,
+                    &row,
+                    q(h0),
+                    kv_off,
+                    scale,
+                    hints,
+                    scores,
+                    dst,
+                    stats,
+                )
             },
             #[cfg(target_arch = "x86_64")]
             (Isa::Avx512Vnni, 2) => unsafe {
                 let qs = [q(h0), q(h0 + 1)];
-                group_attention_avx512(kv, layer, &row, qs, kv_off, scale, scores, dst, stats)
+                group_attention_avx512(
+                    kv, layer, &row, qs, kv_off, scale, hints, scores, dst, stats,
+                )
             },
             #[cfg(target_arch = "x86_64")]
             (Isa::Avx512Vnni, 3) => unsafe {
                 let qs = [q(h0), q(h0 + 1), q(h0 + 2)];
-                group_attention_avx512(kv, layer, &row, qs, kv_off, scale, scores, dst, stats)
+                group_attention_avx512(
+                    kv, layer, &row, qs, kv_off, scale, hints, scores, dst, stats,
+                )
             },
             #[cfg(target_arch = "x86_64")]
             (Isa::Avx512Vnni, _) => unsafe {
                 let qs = [q(h0), q(h0 + 1), q(h0 + 2), q(h0 + 3)];
-                group_attention_avx512(kv, layer, &row, qs, kv_off, scale, scores, dst, stats)
+                group_attention_avx512(
+                    kv, layer, &row, qs, kv_off, scale, hints, scores, dst, stats,
+                )
             },
             _ => head_attention::<Lanes16, E>(
                 kv,
@@ -165,6 +184,7 @@ fn attend_units<E: LaneSource>(
                 q(h0),
                 kv_off,
                 scale,
+                hints,
                 scores,
                 dst,
                 stats,
@@ -196,14 +216,24 @@ fn attend_units<E: LaneSource>(
     }
 }
 
-/// Hints in every cache line of one kv head's keys and values that a row reads, before it reads
-/// any. A unit reads a few KB from each of its sequence's blocks, and each block's tile lies
-/// elsewhere in the pool, long evicted by the step's weight stream: read in order, every block
-/// starts with a wait on memory that the hardware prefetcher cannot see coming (perf put three
-/// quarters of attention's samples on its key and value loads). Asked for all at once, the
-/// waits overlap. Measured with forward_speed (2 threads, interleaved best of 6): eight-row
-/// decode 1688 → 1749 tok/s. Every row prefetching its whole context cost a 512-token prefill
-/// 6%, hence once per sequence.
+/// Blocks a unit hints in ahead of the one it reads, keys in the score pass and values in the
+/// weighted sum. Measured with forward_speed (2 threads, warm KV, against hinting the whole
+/// context up front, five interleaved pairs, all five won): one row decoding at 1,024-1,152
+/// positions best 313 → 337 tok/s, eight rows at 512-576 positions 1,010 → 1,146, eight rows at
+/// 6-134 positions 1,851 → 1,937 (2 blocks ahead gained less than 4, 6 and 8 no more). Hinting
+/// a long context all at once asked for more lines than the cache keeps: at 1,024 positions a kv
+/// head's keys and values are 256 KB, L1 is 48 KB.
+const HINT_BLOCKS_AHEAD: usize = 4;
+
+/// Hints in the cache lines of the first [`HINT_BLOCKS_AHEAD`] blocks of one kv head's keys and
+/// values that a row reads, before it reads any; the kernels hint each later block that far
+/// ahead as they go (`hint_keys`, `hint_values`). A unit reads a few KB from each of its
+/// sequence's blocks, and each block's tile lies elsewhere in the pool, long evicted by the
+/// step's weight stream: read in order, every block starts with a wait on memory that the
+/// hardware prefetcher cannot see coming (perf put three quarters of attention's samples on its
+/// key and value loads). Asked for ahead, the waits overlap. Measured with forward_speed (2
+/// threads, interleaved best of 6): eight-row decode 1688 → 1749 tok/s. Every row hinting its
+/// whole context cost a 512-token prefill 6%, hence only the first row of a sequence's chunk.
 fn prefetch_kv_head<E>(
     kv: &KvView<'_, E>,
     layer: usize,
@@ -211,11 +241,43 @@ fn prefetch_kv_head<E>(
     kv_off: usize,
     hd: usize,
 ) {
-    let (bs, kv_dim) = (kv.block_size(), kv.kv_dim());
-    let n_pos = row.pos + 1;
-    for (b, &block) in row.blocks.iter().enumerate().take(n_pos.div_ceil(bs)) {
+    for b in 0..HINT_BLOCKS_AHEAD {
+        hint_keys(kv, layer, row, b, kv_off, hd);
+        hint_values(kv, layer, row, b, kv_off, hd);
+    }
+}
+
+/// Hints in one kv head's keys of the row's block `b` (nothing past the row's last block).
+#[inline(always)]
+fn hint_keys<E>(
+    kv: &KvView<'_, E>,
+    layer: usize,
+    row: &RowCtx<'_>,
+    b: usize,
+    kv_off: usize,
+    hd: usize,
+) {
+    let bs = kv.block_size();
+    if let Some(&block) = row.blocks.get(b).filter(|_| b < (row.pos + 1).div_ceil(bs)) {
         // the transposed key tile: this head's dimensions are one contiguous run of positions
         prefetch(kv.keys(layer, block), kv_off * bs, hd * bs);
+    }
+}
+
+/// Hints in one kv head's values (`hd` from `kv_off` in each position's row) of the row's block
+/// `b` (nothing past the row's last block).
+#[inline(always)]
+fn hint_values<E>(
+    kv: &KvView<'_, E>,
+    layer: usize,
+    row: &RowCtx<'_>,
+    b: usize,
+    kv_off: usize,
+    hd: usize,
+) {
+    let (bs, kv_dim) = (kv.block_size(), kv.kv_dim());
+    let n_pos = row.pos + 1;
+    if let Some(&block) = row.blocks.get(b).filter(|_| b < n_pos.div_ceil(bs)) {
         let values = kv.values(layer, block);
         for slot in 0..bs.min(n_pos - b * bs) {
             prefetch(values, slot * kv_dim + kv_off, hd);
@@ -234,12 +296,13 @@ unsafe fn head_attention_avx512<E: LaneSource>(
     q: &[f32],
     kv_off: usize,
     scale: f32,
+    hints: bool,
     scores: &mut Vec<f32>,
     out: &mut [f32],
     stats: &mut [f32],
 ) {
     head_attention::<super::lanes512::Lanes512, E>(
-        kv, layer, row, q, kv_off, scale, scores, out, stats,
+        kv, layer, row, q, kv_off, scale, hints, scores, out, stats,
     )
 }
 
@@ -256,16 +319,21 @@ fn head_attention<L: Lanes, E: LaneSource>(
     q: &[f32],
     kv_off: usize,
     scale: f32,
+    hints: bool,
     scores: &mut Vec<f32>,
     out: &mut [f32],
     stats: &mut [f32],
 ) {
     let bs = kv.block_size();
     let n_pos = row.pos + 1;
+    let hd = out.len();
     // Padded to whole 16-lane chunks with -inf, which the softmax turns into zero weights.
     scores.clear();
     scores.resize(n_pos.next_multiple_of(LANES), f32::NEG_INFINITY);
     for (b, &block) in row.blocks.iter().enumerate().take(n_pos.div_ceil(bs)) {
+        if hints {
+            hint_keys(kv, layer, row, b + HINT_BLOCKS_AHEAD, kv_off, hd);
+        }
         let keys = kv.keys(layer, block);
         let base = b * bs;
         let in_block = bs.min(n_pos - base);
@@ -285,10 +353,12 @@ fn head_attention<L: Lanes, E: LaneSource>(
     // a multiple of 64 finishes 16 (or fewer) dimensions at a time. Every output is one chain
     // over the positions in order, whichever path computes it.
     let inv = 1.0 / sum;
+    // The first pass over the values hints the whole head's.
+    let hint = |c: usize| (hints && c == 0).then_some((kv_off, hd));
     let mut c = 0;
     while c + 4 * LANES <= out.len() {
         let mut acc = [L::zero(); 4];
-        for_each_value(kv, layer, row, kv_off + c, scores, |p, v| {
+        for_each_value(kv, layer, row, kv_off + c, hint(c), scores, |p, v| {
             for (k, a) in acc.iter_mut().enumerate() {
                 a.fma_with(p, E::lanes(&v[k * LANES..]));
             }
@@ -306,7 +376,7 @@ fn head_attention<L: Lanes, E: LaneSource>(
     while c < out.len() {
         let w = LANES.min(out.len() - c);
         let mut acc = [0f32; LANES];
-        for_each_value(kv, layer, row, kv_off + c, scores, |p, v| {
+        for_each_value(kv, layer, row, kv_off + c, hint(c), scores, |p, v| {
             axpy(&mut acc[..w], p, &v[..w]);
         });
         for (o, s) in out[c..c + w].iter_mut().zip(acc) {
@@ -351,6 +421,7 @@ unsafe fn group_attention_avx512<E: LaneSource, const G: usize>(
     qs: [&[f32]; G],
     kv_off: usize,
     scale: f32,
+    hints: bool,
     scores: &mut Vec<f32>,
     out: &mut [f32],
     stats: &mut [f32],
@@ -362,7 +433,9 @@ unsafe fn group_attention_avx512<E: LaneSource, const G: usize>(
         for (h, q) in qs.iter().enumerate() {
             let dst = &mut out[h * hd..(h + 1) * hd];
             let st = &mut stats[2 * h..2 * h + 2];
-            head_attention::<L, E>(kv, layer, row, q, kv_off, scale, scores, dst, st);
+            // the group's first head hints for all of them
+            let hints = hints && h == 0;
+            head_attention::<L, E>(kv, layer, row, q, kv_off, scale, hints, scores, dst, st);
         }
         return;
     }
@@ -392,6 +465,9 @@ unsafe fn group_attention_avx512<E: LaneSource, const G: usize>(
         };
     }
     for (b, &block) in row.blocks.iter().enumerate().take(n_blocks) {
+        if hints {
+            hint_keys(kv, layer, row, b + HINT_BLOCKS_AHEAD, kv_off, hd);
+        }
         let keys = kv.keys(layer, block);
         let base = b * bs;
         let in_block = bs.min(n_pos - base);
@@ -445,6 +521,9 @@ unsafe fn group_attention_avx512<E: LaneSource, const G: usize>(
             [L::zero(); G],
         );
         for (b, &block) in row.blocks.iter().enumerate().take(n_blocks) {
+            if hints && c == 0 {
+                hint_values(kv, layer, row, b + HINT_BLOCKS_AHEAD, kv_off, hd);
+            }
             let values = kv.values(layer, block);
             let base = b * bs;
             for slot in 0..bs.min(n_pos - base) {
@@ -485,19 +564,24 @@ unsafe fn group_attention_avx512<E: LaneSource, const G: usize>(
 }
 
 /// Calls `f(weight, values from offset off)` for the row's positions `0..=pos` in order: the
-/// value row of each cached position, from `off` to the end of its row.
+/// value row of each cached position, from `off` to the end of its row. With `hint` = (kv
+/// offset, head size), each block hints in that head's values `HINT_BLOCKS_AHEAD` blocks on.
 #[inline(always)]
 fn for_each_value<E>(
     kv: &KvView<'_, E>,
     layer: usize,
     row: &RowCtx<'_>,
     off: usize,
+    hint: Option<(usize, usize)>,
     weights: &[f32],
     mut f: impl FnMut(f32, &[E]),
 ) {
     let (bs, kv_dim) = (kv.block_size(), kv.kv_dim());
     let n_pos = row.pos + 1;
     for (b, &block) in row.blocks.iter().enumerate().take(n_pos.div_ceil(bs)) {
+        if let Some((kv_off, hd)) = hint {
+            hint_values(kv, layer, row, b + HINT_BLOCKS_AHEAD, kv_off, hd);
+        }
         let values = kv.values(layer, block);
         let base = b * bs;
         let in_block = bs.min(n_pos - base);
