@@ -131,10 +131,9 @@ fn attend_units<E: LaneSource>(
         };
         let q = |h: usize| &qkv[r * q_stride + h * hd..r * q_stride + (h + 1) * hd];
         let kv_off = (h0 / group) * hd;
-        // Once per kv head and sequence: head by head, the group's later heads find the lines
-        // in, and a prefill's later rows read what its earlier rows just did.
+        // Hints once per kv head and sequence: head by head, the group's later heads find the
+        // lines in, and a prefill's later rows read what its earlier rows just did.
         let first_of_sequence = r == 0 || !std::ptr::eq(rows[r - 1].blocks, rows[r].blocks);
-        // The group's later heads (and a prefill's later rows) find the lines in.
         let hints = h0 % group == 0 && first_of_sequence;
         if hints {
             prefetch_kv_head(kv, layer, &row, kv_off, hd);
