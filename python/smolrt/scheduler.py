@@ -3,7 +3,7 @@
 Every in-flight generation (library iterators, gRPC and HTTP streams) is a sequence in the one
 native engine, which steps them on its own thread (`smolrt-step`, in Rust) back to back while any
 runs, without ever taking the interpreter lock: a busy Python thread never delays the next step.
-(When a Python thread drove the steps, each step waited to take the GIL back: 45-55 us between
+(When a Python thread drove the steps, each step waited to take the GIL back: 42-55 us between
 steps with one stream, 330-370 us on average at 16 gRPC streams.) A dispatcher thread here takes
 the queued events (`next_events`) and routes them to the sink of the generation they belong to.
 Cancellations are applied between steps, so a cancelled sequence stops at the next step and frees

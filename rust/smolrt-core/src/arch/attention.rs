@@ -156,26 +156,22 @@ fn attend_units<E: LaneSource>(
                 )
             },
             #[cfg(target_arch = "x86_64")]
-            (Isa::Avx512Vnni, 2) => unsafe {
-                let qs = [q(h0), q(h0 + 1)];
-                group_attention_avx512(
-                    kv, layer, &row, qs, kv_off, scale, hints, scores, dst, stats,
-                )
-            },
-            #[cfg(target_arch = "x86_64")]
-            (Isa::Avx512Vnni, 3) => unsafe {
-                let qs = [q(h0), q(h0 + 1), q(h0 + 2)];
-                group_attention_avx512(
-                    kv, layer, &row, qs, kv_off, scale, hints, scores, dst, stats,
-                )
-            },
-            #[cfg(target_arch = "x86_64")]
-            (Isa::Avx512Vnni, _) => unsafe {
-                let qs = [q(h0), q(h0 + 1), q(h0 + 2), q(h0 + 3)];
-                group_attention_avx512(
-                    kv, layer, &row, qs, kv_off, scale, hints, scores, dst, stats,
-                )
-            },
+            (Isa::Avx512Vnni, g @ 2..) => {
+                // The group's query heads side by side; `G` up to MAX_GROUP.
+                macro_rules! grouped {
+                    ($g:literal) => {{
+                        let qs: [&[f32]; $g] = std::array::from_fn(|i| q(h0 + i));
+                        group_attention_avx512(
+                            kv, layer, &row, qs, kv_off, scale, hints, scores, dst, stats,
+                        )
+                    }};
+                }
+                match g {
+                    2 => unsafe { grouped!(2) },
+                    3 => unsafe { grouped!(3) },
+                    _ => unsafe { grouped!(4) },
+                }
+            }
             _ => head_attention::<Lanes16, E>(
                 kv,
                 layer,

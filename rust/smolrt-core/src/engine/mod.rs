@@ -212,11 +212,15 @@ impl Engine {
     pub fn fail_all(&mut self, error: &Error) -> Vec<Event> {
         let seqs = std::mem::take(&mut self.seqs);
         seqs.into_values()
-            .map(|mut seq| {
-                self.pool.release(&mut seq.kv);
-                seq.error_event(error)
-            })
+            .map(|seq| self.abort(seq, error))
             .collect()
+    }
+
+    /// End a sequence (out of the map) with `error`: its KV is freed, never kept resident, as
+    /// what was computed for it may be wrong. Returns its final event.
+    fn abort(&mut self, mut seq: Sequence, error: &Error) -> Event {
+        self.pool.release(&mut seq.kv);
+        seq.error_event(error)
     }
 
     /// Forget a session's resident KV. Returns whether there was any.
@@ -271,9 +275,8 @@ impl Engine {
         if let Err(e) = forward {
             // A failed forward leaves these sequences' KV in an unknown state: end them all
             // with the error rather than risk silently wrong output.
-            for (mut seq, _, _) in batch {
-                self.pool.release(&mut seq.kv);
-                events.push(seq.error_event(&e));
+            for (seq, _, _) in batch {
+                events.push(self.abort(seq, &e));
             }
             return Ok(events);
         }
@@ -347,9 +350,8 @@ impl Engine {
             }
         }
         for (id, e) in failed {
-            if let Some(mut seq) = self.seqs.remove(&id) {
-                self.pool.release(&mut seq.kv);
-                events.push(seq.error_event(&e));
+            if let Some(seq) = self.seqs.remove(&id) {
+                events.push(self.abort(seq, &e));
             }
         }
         plan
