@@ -303,8 +303,8 @@ def main() -> int:
         ("decode share of bandwidth limit", f(100 * ours["decode"] / limit, ".0f") + "%",
          f(100 * ref["decode"] / limit, ".0f") + "%" if ref else na, "100%", "", "> 50%"),
         ("1-stream tok/s gRPC / in-process", f(ratio_grpc, ".3f"), "", "", "", ">= 0.97"),
-        (f"  same, {args.threads - 1} compute threads (a core spare)", f(spare_grpc, ".3f"), "", "", "",
-         "(reported)"),
+        (f"  same, {args.threads - 1} compute thread{'s' if args.threads > 2 else ''} (a core spare)",
+         f(spare_grpc, ".3f"), "", "", "", "(reported)"),
         ("RSS after load, empty KV pool, MiB", f(rss["after"], ".0f"), "", "",
          f"file + {rss['after'] - file_mb:.0f}", f"<= file + 150 = {file_mb + 150:.0f}"),
     ]
