@@ -8,7 +8,7 @@ import pytest
 from fixtures.tiny_gguf import write_tiny_llama
 
 import smolrt
-from smolrt import Engine, InternalError, InvalidRequestError, ModelLoadError, SmolrtError
+from smolrt import Delta, Engine, InternalError, InvalidRequestError, ModelLoadError, SmolrtError
 
 
 @pytest.mark.parametrize(
@@ -142,3 +142,21 @@ def test_kv_cache_type_is_a_load_option(tmp_path: Path) -> None:
             assert ev[-1].usage.completion_tokens == 3
     with pytest.raises(InvalidRequestError, match="q8_0"):
         Engine.load(path, kv_type="q8_0")
+
+
+def test_a_q8_kv_cache_holds_more_tokens_and_generates_what_f16_does(tmp_path: Path) -> None:
+    path = write_tiny_llama(tmp_path / "tiny.gguf")
+    with Engine.load(path, kv_budget_mb=1) as f16, Engine.load(path, kv_budget_mb=1, kv_type="Q8") as q8:
+        h, q = f16.kv_stats(), q8.kv_stats()
+        assert (q8.info["kv_type"], q["kv_type"]) == ("q8", "q8")
+        # bytes plus a 4-byte scale per head vector: less than f16's two bytes per element
+        assert q["bytes_per_block"] < h["bytes_per_block"] and q["blocks_total"] > h["blocks_total"]
+        prompt = [5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21]
+        ids = [
+            [t for ev in eng.generate(prompt, max_tokens=12, temperature=0, ignore_eos=True) if isinstance(ev, Delta)
+             for t in ev.token_ids]
+            for eng in (f16, q8)
+        ]
+        assert len(ids[1]) == 12
+        # The tiny model's logits are far apart: q8's rounding does not change a greedy pick.
+        assert ids[0] == ids[1]

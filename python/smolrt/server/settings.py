@@ -19,6 +19,9 @@ __all__ = ["Settings"]
 NO_MODEL_MESSAGE = "no model loaded: start with --model PATH or run `smolrt pull`"
 
 
+#: The KV cache number formats the engine stores (`Engine.load`'s kv_type).
+KV_TYPES = ("f16", "f32", "q8")
+
 @dataclass(frozen=True)
 class Settings:
     #: GGUF file to serve; None: the pulled default model if there is one, else no model.
@@ -55,7 +58,7 @@ class Settings:
             ("grpc_port", 0 <= self.grpc_port <= 65535),
             ("http_port", -1 <= self.http_port <= 65535),
             ("kv_budget_mb", self.kv_budget_mb >= 1),
-            ("kv_type", self.kv_type.lower() in ("f16", "f32")),
+            ("kv_type", self.kv_type.lower() in KV_TYPES),
             ("max_batch_tokens", self.max_batch_tokens >= 1),
             ("max_sequences", self.max_sequences >= 1),
             ("max_sessions", self.max_sessions >= 0),
@@ -157,9 +160,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--kv-type",
-        choices=("f16", "f32"),
+        choices=KV_TYPES,
         help=f"number format of the KV cache ($SMOLRT_KV_TYPE; default {d.kv_type}; f32 takes twice "
-        "the memory per token)",
+        "the memory per token, q8 about half)",
     )
     parser.add_argument(
         "--max-batch-tokens",

@@ -5,7 +5,7 @@
 //! `FORWARD_SPEED_ONLY=decode` (or `prefill`) runs one half, for profiling it alone;
 //! `FORWARD_SPEED_STEPS=n` sets the decode length (default 64); `FORWARD_SPEED_BATCH=n` decodes
 //! n sequences together, one token each per forward (default 1); `FORWARD_SPEED_PROMPT=n` sets
-//! the prefill length (default 200); `FORWARD_SPEED_KV=f32` caches keys and values in f32
+//! the prefill length (default 200); `FORWARD_SPEED_KV=f32` (or `q8`) caches keys and values so
 //! (default f16); `FORWARD_SPEED_WARM=1` writes the KV blocks the decode will use once before
 //! timing it (a serving engine's steady state: no first-touch page faults);
 //! `FORWARD_SPEED_CONTEXT=n` starts each decoding sequence from an n-token prompt.

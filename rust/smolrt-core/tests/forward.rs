@@ -225,7 +225,7 @@ fn greedy(model: &Model, kv_type: KvType, prefix: &[u32], n: usize) -> (Vec<u32>
 #[test]
 fn greedy_answer_matches_llama_cpp_and_names_paris() {
     let Some(model) = model() else { return };
-    for kv_type in [KvType::F16, KvType::F32] {
+    for kv_type in [KvType::F16, KvType::F32, KvType::Q8] {
         greedy_answer_with(model, kv_type);
     }
 }
@@ -340,6 +340,10 @@ fn kv_pool_accounting() {
         (KvType::F16, 256)
     );
     assert_eq!(f16_pool.total_blocks(), 3);
+    // q8: 2 × 4 × 8 × 2 one-byte elements, plus a 4-byte scale per 4-dim head vector (16 of
+    // them for K, 16 for V): as much as f16 at this toy head size, a little over half at 64
+    let q8_pool = KvBlockPool::with_type(&cfg, 4, 1000, KvType::Q8).unwrap();
+    assert_eq!(q8_pool.bytes_per_block(), 128 + 128);
     // 10 blocks plus change
     let mut pool = KvBlockPool::with_type(&cfg, 4, 10 * 512 + 100, KvType::F32).unwrap();
     assert_eq!(pool.bytes_per_block(), 512);

@@ -9,7 +9,7 @@ use super::lanes::{LaneSource, Lanes, Lanes16, LANES};
 use super::ops::axpy;
 use super::pool::{for_each_index, SharedMut};
 use super::simd::prefetch;
-use crate::kv::{KvBlockPool, KvView};
+use crate::kv::{KvBlockPool, KvElement, KvView};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Where one row of the batch sits: the blocks of its sequence and its position there.
@@ -59,6 +59,8 @@ fn attend_with(isa: Isa, pool: &KvBlockPool, layer: usize, q: &Queries<'_>, out:
     if let Some(kv) = pool.view::<f16>() {
         attend_typed(isa, &kv, layer, q, out);
     } else if let Some(kv) = pool.view::<f32>() {
+        attend_typed(isa, &kv, layer, q, out);
+    } else if let Some(kv) = pool.view::<i8>() {
         attend_typed(isa, &kv, layer, q, out);
     }
 }
@@ -229,7 +231,7 @@ const HINT_BLOCKS_AHEAD: usize = 4;
 /// key and value loads). Asked for ahead, the waits overlap. Measured with forward_speed (2
 /// threads, interleaved best of 6): eight-row decode 1688 → 1749 tok/s. Every row hinting its
 /// whole context cost a 512-token prefill 6%, hence only the first row of a sequence's chunk.
-fn prefetch_kv_head<E>(
+fn prefetch_kv_head<E: KvElement>(
     kv: &KvView<'_, E>,
     layer: usize,
     row: &RowCtx<'_>,
@@ -244,7 +246,7 @@ fn prefetch_kv_head<E>(
 
 /// Hints in one kv head's keys of the row's block `b` (nothing past the row's last block).
 #[inline(always)]
-fn hint_keys<E>(
+fn hint_keys<E: KvElement>(
     kv: &KvView<'_, E>,
     layer: usize,
     row: &RowCtx<'_>,
@@ -256,13 +258,16 @@ fn hint_keys<E>(
     if let Some(&block) = row.blocks.get(b).filter(|_| b < (row.pos + 1).div_ceil(bs)) {
         // the transposed key tile: this head's dimensions are one contiguous run of positions
         prefetch(kv.keys(layer, block), kv_off * bs, hd * bs);
+        if E::SCALED {
+            prefetch(kv.key_scales(layer, block), kv_off / hd * bs, bs);
+        }
     }
 }
 
 /// Hints in one kv head's values (`hd` from `kv_off` in each position's row) of the row's block
 /// `b` (nothing past the row's last block).
 #[inline(always)]
-fn hint_values<E>(
+fn hint_values<E: KvElement>(
     kv: &KvView<'_, E>,
     layer: usize,
     row: &RowCtx<'_>,
@@ -276,6 +281,9 @@ fn hint_values<E>(
         let values = kv.values(layer, block);
         for slot in 0..bs.min(n_pos - b * bs) {
             prefetch(values, slot * kv_dim + kv_off, hd);
+        }
+        if E::SCALED {
+            prefetch(kv.value_scales(layer, block), kv_off / hd * bs, bs);
         }
     }
 }
@@ -322,6 +330,7 @@ fn head_attention<L: Lanes, E: LaneSource>(
     let bs = kv.block_size();
     let n_pos = row.pos + 1;
     let hd = out.len();
+    let kv_head = kv_off / hd;
     // Padded to whole 16-lane chunks with -inf, which the softmax turns into zero weights.
     scores.clear();
     scores.resize(n_pos.next_multiple_of(LANES), f32::NEG_INFINITY);
@@ -338,7 +347,15 @@ fn head_attention<L: Lanes, E: LaneSource>(
             // readable (stale or zero) and their lanes are simply not kept.
             let width = if c + LANES <= bs { LANES } else { n };
             let lanes = score_lanes::<L, E>(q, keys, kv_off * bs + c, bs, width);
-            scores[base + c..base + c + n].copy_from_slice(&lanes[..n]);
+            let dst = &mut scores[base + c..base + c + n];
+            dst.copy_from_slice(&lanes[..n]);
+            if E::SCALED {
+                // a q8 key is its integers times its scale: the dot product's too
+                let at = kv_head * bs + c;
+                for (s, &k) in dst.iter_mut().zip(&kv.key_scales(layer, block)[at..at + n]) {
+                    *s *= k;
+                }
+            }
         }
     }
     let (max, sum) = softmax::<L>(scores, scale);
@@ -353,7 +370,7 @@ fn head_attention<L: Lanes, E: LaneSource>(
     let mut c = 0;
     while c + 4 * LANES <= out.len() {
         let mut acc = [L::zero(); 4];
-        for_each_value(kv, layer, row, kv_off + c, hint(c), scores, |p, v| {
+        for_each_value(kv, layer, row, kv_head, c, hint(c), scores, |p, v| {
             for (k, a) in acc.iter_mut().enumerate() {
                 a.fma_with(p, E::lanes(&v[k * LANES..]));
             }
@@ -371,7 +388,7 @@ fn head_attention<L: Lanes, E: LaneSource>(
     while c < out.len() {
         let w = LANES.min(out.len() - c);
         let mut acc = [0f32; LANES];
-        for_each_value(kv, layer, row, kv_off + c, hint(c), scores, |p, v| {
+        for_each_value(kv, layer, row, kv_head, c, hint(c), scores, |p, v| {
             axpy(&mut acc[..w], p, &v[..w]);
         });
         for (o, s) in out[c..c + w].iter_mut().zip(acc) {
@@ -436,6 +453,7 @@ unsafe fn group_attention_avx512<E: LaneSource, const G: usize>(
     }
     let bs = kv.block_size();
     let kv_dim = kv.kv_dim();
+    let kv_head = kv_off / hd;
     let n_pos = row.pos + 1;
     let padded = n_pos.next_multiple_of(LANES);
     scores.clear();
@@ -464,6 +482,7 @@ unsafe fn group_attention_avx512<E: LaneSource, const G: usize>(
             hint_keys(kv, layer, row, b + HINT_BLOCKS_AHEAD, kv_off, hd);
         }
         let keys = kv.keys(layer, block);
+        let key_scales = kv.key_scales(layer, block);
         let base = b * bs;
         let in_block = bs.min(n_pos - base);
         for c in (0..in_block).step_by(LANES) {
@@ -496,7 +515,13 @@ unsafe fn group_attention_avx512<E: LaneSource, const G: usize>(
                 at += 4 * bs;
             }
             for h in 0..G {
-                let lanes = a0[h].add(a1[h]).add(a2[h].add(a3[h])).to_array();
+                let mut sum = a0[h].add(a1[h]).add(a2[h].add(a3[h]));
+                if E::SCALED {
+                    // as `head_attention` scales its scores (c + 16 <= bs: bs is whole lanes)
+                    let at = kv_head * bs + c;
+                    sum = sum.mul(L::load(key_scales.get_unchecked(at..at + LANES)));
+                }
+                let lanes = sum.to_array();
                 let at = h * padded + base + c;
                 scores[at..at + n].copy_from_slice(&lanes[..n]);
             }
@@ -520,6 +545,7 @@ unsafe fn group_attention_avx512<E: LaneSource, const G: usize>(
                 hint_values(kv, layer, row, b + HINT_BLOCKS_AHEAD, kv_off, hd);
             }
             let values = kv.values(layer, block);
+            let value_scales = kv.value_scales(layer, block);
             let base = b * bs;
             for slot in 0..bs.min(n_pos - base) {
                 // slot < bs, kv_off + c + 64 <= kv_dim; base + slot < n_pos <= padded.
@@ -528,6 +554,10 @@ unsafe fn group_attention_avx512<E: LaneSource, const G: usize>(
                 let mut p = [0f32; G];
                 for (h, p) in p.iter_mut().enumerate() {
                     *p = *scores.get_unchecked(h * padded + base + slot);
+                    if E::SCALED {
+                        // as `for_each_value` scales the weights
+                        *p *= *value_scales.get_unchecked(kv_head * bs + slot);
+                    }
                 }
                 let x = E::lanes::<L>(v);
                 for h in 0..G {
@@ -558,20 +588,25 @@ unsafe fn group_attention_avx512<E: LaneSource, const G: usize>(
     }
 }
 
-/// Calls `f(weight, values from offset off)` for the row's positions `0..=pos` in order: the
-/// value row of each cached position, from `off` to the end of its row. With `hint` = (kv
-/// offset, head size), each block hints in that head's values `HINT_BLOCKS_AHEAD` blocks on.
+/// Calls `f(weight, values from dimension c)` for the row's positions `0..=pos` in order: the
+/// value vector of kv head `kv_head` at each cached position, from its dimension `c` to the end
+/// of the position's row; for a scaled type the weight is multiplied by the vector's scale.
+/// With `hint` = (kv offset, head size), each block hints in that head's values
+/// `HINT_BLOCKS_AHEAD` blocks on.
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn for_each_value<E>(
+fn for_each_value<E: KvElement>(
     kv: &KvView<'_, E>,
     layer: usize,
     row: &RowCtx<'_>,
-    off: usize,
+    kv_head: usize,
+    c: usize,
     hint: Option<(usize, usize)>,
     weights: &[f32],
     mut f: impl FnMut(f32, &[E]),
 ) {
     let (bs, kv_dim) = (kv.block_size(), kv.kv_dim());
+    let off = kv_head * kv.head_dim() + c;
     let n_pos = row.pos + 1;
     for (b, &block) in row.blocks.iter().enumerate().take(n_pos.div_ceil(bs)) {
         if let Some((kv_off, hd)) = hint {
@@ -580,8 +615,16 @@ fn for_each_value<E>(
         let values = kv.values(layer, block);
         let base = b * bs;
         let in_block = bs.min(n_pos - base);
-        for (slot, &p) in weights[base..base + in_block].iter().enumerate() {
-            f(p, &values[slot * kv_dim + off..(slot + 1) * kv_dim]);
+        let weights = &weights[base..base + in_block];
+        if E::SCALED {
+            let scales = &kv.value_scales(layer, block)[kv_head * bs..kv_head * bs + in_block];
+            for (slot, (&p, &s)) in weights.iter().zip(scales).enumerate() {
+                f(p * s, &values[slot * kv_dim + off..(slot + 1) * kv_dim]);
+            }
+        } else {
+            for (slot, &p) in weights.iter().enumerate() {
+                f(p, &values[slot * kv_dim + off..(slot + 1) * kv_dim]);
+            }
         }
     }
 }
@@ -648,11 +691,20 @@ mod tests {
         }
     }
 
-    /// `x` as a cache of `kv_type` holds it.
-    fn stored_as(kv_type: KvType, x: f32) -> f32 {
+    /// `x` (positions of `hd`-long head vectors) as a cache of `kv_type` holds it: rounded to
+    /// f16, or for q8 each vector rounded to whole multiples of its scale.
+    fn stored_as(kv_type: KvType, x: &[f32], hd: usize) -> Vec<f32> {
         match kv_type {
-            KvType::F16 => f16::from_f32(x).to_f32(),
-            KvType::F32 => x,
+            KvType::F16 => x.iter().map(|&v| f16::from_f32(v).to_f32()).collect(),
+            KvType::F32 => x.to_vec(),
+            KvType::Q8 => x
+                .chunks_exact(hd)
+                .flat_map(|vec| {
+                    let scale = crate::kv::q8_scale(vec);
+                    vec.iter()
+                        .map(move |&v| crate::kv::q8_of(v, scale) as f32 * scale)
+                })
+                .collect(),
         }
     }
 
@@ -678,9 +730,8 @@ mod tests {
     }
 
     /// Asserts `out` (one row's heads) is within 1e-5 of a direct f64 softmax(q·Kᵀ/√d)·V over
-    /// positions 0..=pos of `k` and `v` (`[positions][n_head_kv * head_dim]`, as `stored`
-    /// rounds them into the cache), with `q` starting at the row's query heads.
-    #[allow(clippy::too_many_arguments)]
+    /// positions 0..=pos of `k` and `v` (`[positions][n_head_kv * head_dim]`, as the cache
+    /// holds them), with `q` starting at the row's query heads.
     fn assert_direct(
         out: &[f32],
         q: &[f32],
@@ -688,7 +739,6 @@ mod tests {
         v: &[f32],
         pos: usize,
         heads: &Heads,
-        stored: impl Fn(f32) -> f32,
         what: &str,
     ) {
         let (hd, kv_dim) = (heads.head_dim, heads.n_head_kv * heads.head_dim);
@@ -698,11 +748,7 @@ mod tests {
             let s: Vec<f64> = (0..=pos)
                 .map(|p| {
                     let kp = &k[p * kv_dim + kv_off..][..hd];
-                    let dot: f64 = qh
-                        .iter()
-                        .zip(kp)
-                        .map(|(&a, &b)| a as f64 * stored(b) as f64)
-                        .sum();
+                    let dot: f64 = qh.iter().zip(kp).map(|(&a, &b)| a as f64 * b as f64).sum();
                     dot / (hd as f64).sqrt()
                 })
                 .collect();
@@ -711,7 +757,7 @@ mod tests {
             let z: f64 = e.iter().sum();
             for d in 0..hd {
                 let want: f64 = (0..=pos)
-                    .map(|p| e[p] * stored(v[p * kv_dim + kv_off + d]) as f64)
+                    .map(|p| e[p] * v[p * kv_dim + kv_off + d] as f64)
                     .sum::<f64>()
                     / z;
                 let got = out[h * hd + d] as f64;
@@ -744,11 +790,11 @@ mod tests {
             let q: Vec<f32> = (0..n * q_dim).map(|_| rnd()).collect();
             let k: Vec<f32> = (0..n * kv_dim).map(|_| rnd() * 2.0).collect();
             let v: Vec<f32> = (0..n * kv_dim).map(|_| rnd()).collect();
-            for (kv_type, bs) in [KvType::F16, KvType::F32]
+            for (kv_type, bs) in [KvType::F16, KvType::F32, KvType::Q8]
                 .into_iter()
                 .flat_map(|t| [1, 5, 16, 20, 64].map(|bs| (t, bs)))
             {
-                let stored = |x: f32| stored_as(kv_type, x);
+                let (ks, vs) = (stored_as(kv_type, &k, hd), stored_as(kv_type, &v, hd));
                 let (mut pool, mut kv) = cached(&cfg, kv_type, bs, &k, &v);
                 let rows: Vec<RowCtx<'_>> = (0..n)
                     .map(|pos| RowCtx {
@@ -782,7 +828,7 @@ mod tests {
                 for pos in 0..n {
                     let row = &out[pos * q_dim..(pos + 1) * q_dim];
                     let what = format!("{kv_type:?} bs {bs} hd {hd}");
-                    assert_direct(row, &q[pos * q_dim..], &k, &v, pos, &heads, stored, &what);
+                    assert_direct(row, &q[pos * q_dim..], &ks, &vs, pos, &heads, &what);
                 }
                 pool.release(&mut kv);
             }
@@ -815,8 +861,14 @@ mod tests {
             n_head_kv,
             head_dim: hd,
         };
-        for (kv_type, bs) in [(KvType::F16, 16), (KvType::F32, 16), (KvType::F16, 20)] {
-            let stored = |x: f32| stored_as(kv_type, x);
+        for (kv_type, bs) in [
+            (KvType::F16, 16),
+            (KvType::F32, 16),
+            (KvType::F16, 20),
+            (KvType::Q8, 16),
+            (KvType::Q8, 20),
+        ] {
+            let (ks, vs) = (stored_as(kv_type, &k, hd), stored_as(kv_type, &v, hd));
             let (mut pool, mut kv) = cached(&cfg, kv_type, bs, &k, &v);
             let rows: Vec<RowCtx<'_>> = (0..n)
                 .map(|pos| RowCtx {
@@ -858,7 +910,7 @@ mod tests {
             for pos in [CHUNK - 1, CHUNK, CHUNK + 1, 2 * CHUNK + 5, n - 1] {
                 let row = &out[pos * q_dim..(pos + 1) * q_dim];
                 let what = format!("{kv_type:?} bs {bs}");
-                assert_direct(row, &q[pos * q_dim..], &k, &v, pos, &heads, stored, &what);
+                assert_direct(row, &q[pos * q_dim..], &ks, &vs, pos, &heads, &what);
             }
             pool.release(&mut kv);
         }

@@ -32,6 +32,13 @@ impl LaneSource for f16 {
     }
 }
 
+impl LaneSource for i8 {
+    #[inline(always)]
+    fn lanes<L: Lanes>(x: &[i8]) -> L {
+        L::load_i8(x)
+    }
+}
+
 /// Sixteen f32 lanes of some instruction set. Implementations do the same IEEE operation per
 /// lane for each method (the same fused multiply-adds, the same exp steps), so generic code
 /// gives the same bits with any of them; reductions go through `to_array` and one fixed tree.
@@ -43,6 +50,8 @@ pub(crate) trait Lanes: Copy {
     fn load(x: &[f32]) -> Self;
     /// The first 16 values of `x`, widened to f32 (exact).
     fn load_f16(x: &[f16]) -> Self;
+    /// The first 16 values of `x` as f32 (exact).
+    fn load_i8(x: &[i8]) -> Self;
     fn to_array(self) -> [f32; LANES];
     /// `self[l] = w · x[l] + self[l]`, one fused multiply-add per lane.
     fn fma_with(&mut self, w: f32, x: Self);
@@ -146,6 +155,20 @@ mod lanes16 {
                 ]
             };
             Self(halves)
+        }
+
+        #[inline(always)]
+        fn load_i8(x: &[i8]) -> Self {
+            let x = &x[..LANES];
+            Self(unsafe {
+                let p = x.as_ptr() as *const __m128i;
+                [
+                    _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(p))),
+                    _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(
+                        p.cast::<u8>().add(8).cast(),
+                    ))),
+                ]
+            })
         }
 
         #[inline(always)]
@@ -264,6 +287,12 @@ mod lanes16 {
         fn load_f16(x: &[f16]) -> Self {
             let x = &x[..LANES];
             Self(std::array::from_fn(|l| x[l].to_f32()))
+        }
+
+        #[inline(always)]
+        fn load_i8(x: &[i8]) -> Self {
+            let x = &x[..LANES];
+            Self(std::array::from_fn(|l| x[l] as f32))
         }
 
         #[inline(always)]

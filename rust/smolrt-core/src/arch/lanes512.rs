@@ -42,6 +42,16 @@ impl Lanes for Lanes512 {
     }
 
     #[inline(always)]
+    fn load_i8(x: &[i8]) -> Self {
+        let x = &x[..LANES];
+        Self(unsafe {
+            _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(
+                x.as_ptr() as *const __m128i
+            )))
+        })
+    }
+
+    #[inline(always)]
     fn to_array(self) -> [f32; LANES] {
         let mut out = [0f32; LANES];
         unsafe { _mm512_storeu_ps(out.as_mut_ptr(), self.0) };

@@ -7,6 +7,8 @@ mod pool;
 mod seq;
 
 pub use element::KvType;
+#[cfg(test)]
+pub(crate) use element::{q8_of, q8_scale};
 pub(crate) use element::{KvElement, KvStore};
 pub use pool::KvBlockPool;
 pub(crate) use pool::KvView;

@@ -1,5 +1,6 @@
 //! The block pool: one allocation sized by a memory budget, handed out a block at a time.
 
+use super::element::{q8_of, q8_scale};
 use super::{KvElement, KvStore, KvType, SeqKv};
 use crate::config::ModelConfig;
 use crate::{Error, Result};
@@ -8,12 +9,15 @@ use crate::{Error, Result};
 /// sequence for every layer; per layer and block, K and V are each one contiguous tile. Values
 /// are `[block_size][n_head_kv][head_dim]` (attention adds whole value rows), keys the transpose,
 /// `[n_head_kv][head_dim][block_size]`: attention scores a query against all of a block's
-/// positions at once, one position per SIMD lane, with no horizontal sums.
+/// positions at once, one position per SIMD lane, with no horizontal sums. A q8 pool's scales
+/// are `[n_head_kv][block_size]` per layer and block, for keys and for values alike: one
+/// block's scales of a head are the 16 lanes a key tile's scores are multiplied by.
 pub struct KvBlockPool {
     block_size: usize,
     n_layer: usize,
     /// Elements of one position's keys (or values) in one layer: n_head_kv * head_dim.
     kv_dim: usize,
+    head_dim: usize,
     keys: KvStore,
     values: KvStore,
     /// Stack of free block ids; popped from the end so low ids are handed out first.
@@ -27,9 +31,13 @@ pub struct KvBlockPool {
 pub(crate) struct KvView<'a, E> {
     keys: &'a [E],
     values: &'a [E],
+    /// Per head vector, for a scaled element type; empty otherwise.
+    key_scales: &'a [f32],
+    value_scales: &'a [f32],
     block_size: usize,
     n_layer: usize,
     kv_dim: usize,
+    head_dim: usize,
 }
 
 impl<E> KvView<'_, E> {
@@ -40,6 +48,10 @@ impl<E> KvView<'_, E> {
     /// Elements of one position's keys (or values) for one layer.
     pub(crate) fn kv_dim(&self) -> usize {
         self.kv_dim
+    }
+
+    pub(crate) fn head_dim(&self) -> usize {
+        self.head_dim
     }
 
     fn tile_range(&self, layer: usize, block: u32) -> std::ops::Range<usize> {
@@ -57,6 +69,37 @@ impl<E> KvView<'_, E> {
     pub(crate) fn values(&self, layer: usize, block: u32) -> &[E] {
         &self.values[self.tile_range(layer, block)]
     }
+
+    fn scales_range(&self, layer: usize, block: u32) -> std::ops::Range<usize> {
+        let per_tile = self.block_size * self.kv_dim / self.head_dim;
+        let start = tile_start(self.n_layer, per_tile, layer, block);
+        start..start + per_tile
+    }
+
+    /// The scales of `layer`'s keys in `block`, `[n_head_kv][block_size]` (a scaled element
+    /// type only; empty otherwise).
+    pub(crate) fn key_scales(&self, layer: usize, block: u32) -> &[f32] {
+        self.key_scales
+            .get(self.scales_range(layer, block))
+            .unwrap_or(&[])
+    }
+
+    /// The scales of `layer`'s values in `block`, laid out as [`key_scales`](Self::key_scales).
+    pub(crate) fn value_scales(&self, layer: usize, block: u32) -> &[f32] {
+        self.value_scales
+            .get(self.scales_range(layer, block))
+            .unwrap_or(&[])
+    }
+}
+
+/// Bytes of one block's keys and values (`elems` elements each, one scale per `head_dim` of
+/// them where the type has scales); None on overflow.
+fn bytes_per_block(kv_type: KvType, elems: usize, head_dim: usize) -> Option<usize> {
+    let scales = (elems / head_dim.max(1)).checked_mul(kv_type.scale_size())?;
+    elems
+        .checked_mul(kv_type.size())?
+        .checked_add(scales)?
+        .checked_mul(2)
 }
 
 /// Where `layer`'s key (and value) tile of `block` starts in its store (tiles of `tile`
@@ -97,8 +140,7 @@ impl KvBlockPool {
         let elems_per_block = tile
             .checked_mul(cfg.n_layer)
             .ok_or_else(|| Error::invalid_request("KV block size is too large"))?;
-        let bytes_per_block = elems_per_block
-            .checked_mul(2 * kv_type.size())
+        let bytes_per_block = bytes_per_block(kv_type, elems_per_block, cfg.head_dim)
             .ok_or_else(|| Error::invalid_request("KV block size is too large"))?;
         // Block ids are u32; a pool past that would need >4G blocks, far beyond any budget.
         let total = (budget_bytes / bytes_per_block).min(u32::MAX as usize);
@@ -115,8 +157,9 @@ impl KvBlockPool {
             block_size,
             n_layer: cfg.n_layer,
             kv_dim,
-            keys: KvStore::zeroed(kv_type, elems),
-            values: KvStore::zeroed(kv_type, elems),
+            head_dim: cfg.head_dim,
+            keys: KvStore::zeroed(kv_type, elems, cfg.head_dim),
+            values: KvStore::zeroed(kv_type, elems, cfg.head_dim),
             free: (0..total as u32).rev().collect(),
             in_use: vec![false; total],
         })
@@ -138,9 +181,11 @@ impl KvBlockPool {
         self.free.len()
     }
 
-    /// Bytes of K plus V storage in one block (all layers).
+    /// Bytes of K plus V storage in one block (all layers), scales included.
     pub fn bytes_per_block(&self) -> usize {
-        2 * self.n_layer * self.block_size * self.kv_dim * self.kv_type().size()
+        let elems = self.n_layer * self.block_size * self.kv_dim;
+        // Fits: `with_type` computed the same product with checks.
+        bytes_per_block(self.kv_type(), elems, self.head_dim).unwrap_or(usize::MAX)
     }
 
     /// Blocks `seq` must still take from the pool to hold `extra_tokens` more positions.
@@ -224,9 +269,12 @@ impl KvBlockPool {
         Some(KvView {
             keys: E::elements(&self.keys)?,
             values: E::elements(&self.values)?,
+            key_scales: self.keys.scales(),
+            value_scales: self.values.scales(),
             block_size: self.block_size,
             n_layer: self.n_layer,
             kv_dim: self.kv_dim,
+            head_dim: self.head_dim,
         })
     }
 
@@ -249,6 +297,37 @@ impl KvBlockPool {
         match self.kv_type() {
             KvType::F16 => self.write_as::<half::f16>(layer, block, slot, k, v),
             KvType::F32 => self.write_as::<f32>(layer, block, slot, k, v),
+            KvType::Q8 => self.write_q8(layer, block, slot, k, v),
+        }
+    }
+
+    /// `write` for a q8 pool: each kv head's key and value vectors in units of their own scale.
+    fn write_q8(&mut self, layer: usize, block: u32, slot: usize, k: &[f32], v: &[f32]) {
+        let (tile, n, bs, hd) = (
+            self.tile_start(layer, block),
+            self.kv_dim,
+            self.block_size,
+            self.head_dim,
+        );
+        let scales_at = tile / hd;
+        if let KvStore::Q8(keys, scales) = &mut self.keys {
+            for (h, x) in k[..n].chunks_exact(hd).enumerate() {
+                let scale = q8_scale(x);
+                for (d, &x) in x.iter().enumerate() {
+                    keys[tile + (h * hd + d) * bs + slot] = q8_of(x, scale);
+                }
+                scales[scales_at + h * bs + slot] = scale;
+            }
+        }
+        if let KvStore::Q8(values, scales) = &mut self.values {
+            for (h, x) in v[..n].chunks_exact(hd).enumerate() {
+                let scale = q8_scale(x);
+                let at = tile + slot * n + h * hd;
+                for (dst, &x) in values[at..at + hd].iter_mut().zip(x) {
+                    *dst = q8_of(x, scale);
+                }
+                scales[scales_at + h * bs + slot] = scale;
+            }
         }
     }
 
