@@ -153,8 +153,12 @@ def test_a_q8_kv_cache_holds_more_tokens_and_generates_what_f16_does(tmp_path: P
         assert q["bytes_per_block"] < h["bytes_per_block"] and q["blocks_total"] > h["blocks_total"]
         prompt = [5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21]
         ids = [
-            [t for ev in eng.generate(prompt, max_tokens=12, temperature=0, ignore_eos=True) if isinstance(ev, Delta)
-             for t in ev.token_ids]
+            [
+                t
+                for ev in eng.generate(prompt, max_tokens=12, temperature=0, ignore_eos=True)
+                if isinstance(ev, Delta)
+                for t in ev.token_ids
+            ]
             for eng in (f16, q8)
         ]
         assert len(ids[1]) == 12

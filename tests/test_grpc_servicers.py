@@ -220,11 +220,18 @@ def test_settings_flags_beat_environment_beat_defaults() -> None:
     assert s.kv_budget_mb == Settings().kv_budget_mb
     assert Settings.from_env({}) == Settings()
     assert "s3cr3t" not in str(s.redacted())
+    # every KV cache type the engine stores, from a flag or the environment
+    assert Settings.from_args(parser.parse_args(["--kv-type", "q8"]), {}).kv_type == "q8"
+    assert Settings.from_env({"SMOLRT_KV_TYPE": "Q8"}).kv_type == "Q8"
 
 
 @pytest.mark.parametrize(
     ("env", "needle"),
-    [({"SMOLRT_GRPC_PORT": "lots"}, "SMOLRT_GRPC_PORT"), ({"SMOLRT_GRPC_PORT": "70000"}, "grpc_port")],
+    [
+        ({"SMOLRT_GRPC_PORT": "lots"}, "SMOLRT_GRPC_PORT"),
+        ({"SMOLRT_GRPC_PORT": "70000"}, "grpc_port"),
+        ({"SMOLRT_KV_TYPE": "q4_0"}, "kv_type"),
+    ],
 )
 def test_bad_settings_are_rejected(env: dict[str, str], needle: str) -> None:
     with pytest.raises(SmolrtError, match=needle):

@@ -18,9 +18,9 @@ __all__ = ["Settings"]
 
 NO_MODEL_MESSAGE = "no model loaded: start with --model PATH or run `smolrt pull`"
 
-
 #: The KV cache number formats the engine stores (`Engine.load`'s kv_type).
 KV_TYPES = ("f16", "f32", "q8")
+
 
 @dataclass(frozen=True)
 class Settings:
