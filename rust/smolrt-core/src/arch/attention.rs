@@ -348,7 +348,7 @@ fn head_attention<L: Lanes, E: LaneSource>(
             let width = if c + LANES <= bs { LANES } else { n };
             let lanes = score_lanes::<L, E>(q, keys, kv_off * bs + c, bs, width);
             let dst = &mut scores[base + c..base + c + n];
-            dst.copy_from_slice(&lanes[..n]);
+            store_lanes(&lanes, dst);
             if E::SCALED {
                 // a q8 key is its integers times its scale: the dot product's too
                 let at = kv_head * bs + c;
@@ -396,6 +396,24 @@ fn head_attention<L: Lanes, E: LaneSource>(
         }
         c += w;
     }
+}
+
+/// `dst = lanes[..dst.len()]`: a whole chunk as one fixed-size copy (inline vector stores),
+/// a block's shorter last chunk out of line. A copy of run-time length compiled to a memcpy call
+/// (and a `vzeroupper`) per 16 positions and head.
+#[inline(always)]
+fn store_lanes(lanes: &[f32; LANES], dst: &mut [f32]) {
+    if let Ok(whole) = <&mut [f32; LANES]>::try_from(&mut *dst) {
+        *whole = *lanes;
+    } else {
+        store_lanes_part(lanes, dst);
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn store_lanes_part(lanes: &[f32; LANES], dst: &mut [f32]) {
+    dst.copy_from_slice(&lanes[..dst.len()]);
 }
 
 /// Scales `scores` (whole 16-lane chunks) by `scale` and replaces them with `e^(s - max)`;
@@ -523,7 +541,7 @@ unsafe fn group_attention_avx512<E: LaneSource, const G: usize>(
                 }
                 let lanes = sum.to_array();
                 let at = h * padded + base + c;
-                scores[at..at + n].copy_from_slice(&lanes[..n]);
+                store_lanes(&lanes, &mut scores[at..at + n]);
             }
         }
     }
