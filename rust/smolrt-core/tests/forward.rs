@@ -106,8 +106,14 @@ fn model_is_send_and_sync() {
 #[test]
 fn batching_and_chunking_do_not_change_logits() {
     let Some(model) = model() else { return };
+    for kv_type in [KvType::F16, KvType::F32, KvType::Q8] {
+        batching_and_chunking_do_not_change_logits_with(model, kv_type);
+    }
+}
+
+fn batching_and_chunking_do_not_change_logits_with(model: &Model, kv_type: KvType) {
     let vocab = model.config().vocab_size;
-    let mut pool = pool_for(model);
+    let mut pool = pool_of(model, kv_type);
     let a: &[u32] = &CHAT_PROMPT;
     let b: Vec<u32> = (0..11u32).map(|i| 1000 + i * 37).collect();
     let c: Vec<u32> = (0..23u32).map(|i| 5000 + i * 101).collect();
@@ -183,27 +189,30 @@ fn batching_and_chunking_do_not_change_logits() {
     let dec_batched = model.forward(&mut pool, &mut items).unwrap();
     let d_decode = compare_rows(&dec_alone, dec_batched.item(2), vocab, "batched decode");
 
-    eprintln!("max |diff|: batched prefill {d_batch}, chunked prefill {d_chunk}, batched decode {d_decode}");
+    eprintln!(
+        "{kv_type:?} max |diff|: batched prefill {d_batch}, chunked prefill {d_chunk}, batched \
+         decode {d_decode}"
+    );
     for (d, what) in [
         (d_batch, "batched"),
         (d_chunk, "chunked"),
         (d_decode, "decode"),
     ] {
-        assert!(d <= 1e-4, "{what} logits differ by {d}");
+        assert!(d <= 1e-4, "{kv_type:?}: {what} logits differ by {d}");
     }
     // Every matmul output is one dot product per (row, column) and attention is per (row, head)
     // over the same cached values in the same order, so nothing depends on the batch: exact.
     assert_eq!(
         d_batch, 0.0,
-        "batched prefill is expected to be bit-identical"
+        "{kv_type:?}: batched prefill is expected to be bit-identical"
     );
     assert_eq!(
         d_chunk, 0.0,
-        "chunked prefill is expected to be bit-identical"
+        "{kv_type:?}: chunked prefill is expected to be bit-identical"
     );
     assert_eq!(
         d_decode, 0.0,
-        "batched decode is expected to be bit-identical"
+        "{kv_type:?}: batched decode is expected to be bit-identical"
     );
 }
 
