@@ -8,7 +8,9 @@ blocking stub per stream, the way separate clients would: a client inside the se
 would also share its interpreter lock. Aggregate tokens/s counts every generated token over the
 wall time from the first request sent to the last stream finished (prefill included, as a client
 sees it). The single-stream ratio compares the server's decode tokens/s for a stream over gRPC
-with the same generation through `Engine.generate` in-process.
+with the same generation through `Engine.generate` in-process. Last, where a single gRPC
+stream's CPU goes per token: each server thread's (from /proc, 10 ms ticks) and the client
+process's.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -54,12 +57,31 @@ def client(port: int, streams: int, tokens: int) -> dict[str, Any]:
         return last.finished.usage.completion_tokens, last.finished.timings.decode_tokens_per_s
 
     one_stream(0, 2)  # connect
+    cpu0 = time.process_time()
     t0 = time.perf_counter()
     with ThreadPoolExecutor(streams) as pool:
         results = list(pool.map(one_stream, range(streams)))
     wall = time.perf_counter() - t0
+    cpu = time.process_time() - cpu0
     channel.close()
-    return {"tokens": sum(n for n, _ in results), "wall": wall, "decode": [d for _, d in results]}
+    return {"tokens": sum(n for n, _ in results), "wall": wall, "decode": [d for _, d in results], "cpu": cpu}
+
+
+def thread_cpu_s() -> dict[str, float]:
+    """CPU seconds so far of each of this process's threads, by name (Python threads by their
+    `threading` name, native ones by the name the OS has)."""
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            stat = Path(f"/proc/self/task/{tid}/stat").read_text()
+        except OSError:
+            continue  # the thread ended
+        name = names.get(int(tid), stat[stat.index("(") + 1 : stat.rindex(")")])
+        fields = stat[stat.rindex(")") + 2 :].split()
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
 
 
 def run_client(port: int, streams: int, tokens: int) -> dict[str, Any]:
@@ -89,7 +111,7 @@ def main() -> int:
 
     engine = Engine.load(args.model)
     loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread = threading.Thread(target=loop.run_forever, name="server-loop", daemon=True)
     thread.start()
     running = asyncio.run_coroutine_threadsafe(start(Settings(grpc_port=0, http_port=-1), engine), loop).result()
     counts = [int(n) for n in args.streams.split(",")]
@@ -106,10 +128,21 @@ def main() -> int:
 
     rows = []
     single_grpc = single_lib = 0.0
+    cpu_lines: list[str] = []
     for n in counts:
         best = 0.0
         for _ in range(args.repeats):
+            before = thread_cpu_s()
             result = run_client(running.port, n, args.tokens)
+            if n == 1 and not cpu_lines:
+                # Where a token's CPU goes: on a box whose cores all compute, every millisecond
+                # the serving threads and the client take comes out of the forward pass.
+                after = thread_cpu_s()
+                per_token = {k: (v - before.get(k, 0.0)) * 1000 / result["tokens"] for k, v in after.items()}
+                busy = ", ".join(f"{k} {v:.2f}" for k, v in sorted(per_token.items(), key=lambda kv: -kv[1])
+                                 if v >= 0.005)
+                cpu_lines.append(f"server threads: {busy}; client process: "
+                                 f"{result['cpu'] * 1000 / result['tokens']:.2f}")
             best = max(best, result["tokens"] / result["wall"])
             if n == 1:
                 # interleaved with the in-process run, so both see the same machine
@@ -130,6 +163,8 @@ def main() -> int:
         f"single-stream decode tok/s: gRPC {single_grpc:.1f}, in-process {single_lib:.1f}, "
         f"ratio {single_grpc / single_lib:.3f}"
     )
+    for line in cpu_lines:
+        print(f"CPU ms per token, one gRPC stream: {line}")
 
     asyncio.run_coroutine_threadsafe(running.stop(0), loop).result()
     loop.call_soon_threadsafe(loop.stop)
