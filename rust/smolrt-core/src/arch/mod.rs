@@ -10,6 +10,7 @@
 mod act_blocks;
 mod attention;
 mod attention_chunks;
+mod attention_hints;
 mod embedding;
 pub(crate) mod huge_pages;
 mod isa;
