@@ -128,21 +128,20 @@ def main() -> int:
 
     rows = []
     single_grpc = single_lib = 0.0
-    cpu_lines: list[str] = []
+    cpu_line: str | None = None
     for n in counts:
         best = 0.0
         for _ in range(args.repeats):
             before = thread_cpu_s()
             result = run_client(running.port, n, args.tokens)
-            if n == 1 and not cpu_lines:
+            if n == 1 and cpu_line is None:
                 # Where a token's CPU goes: on a box whose cores all compute, every millisecond
                 # the serving threads and the client take comes out of the forward pass.
                 after = thread_cpu_s()
                 per_token = {k: (v - before.get(k, 0.0)) * 1000 / result["tokens"] for k, v in after.items()}
                 busy = ", ".join(f"{k} {v:.2f}" for k, v in sorted(per_token.items(), key=lambda kv: -kv[1])
                                  if v >= 0.005)
-                cpu_lines.append(f"server threads: {busy}; client process: "
-                                 f"{result['cpu'] * 1000 / result['tokens']:.2f}")
+                cpu_line = f"server threads: {busy}; client process: {result['cpu'] * 1000 / result['tokens']:.2f}"
             best = max(best, result["tokens"] / result["wall"])
             if n == 1:
                 # interleaved with the in-process run, so both see the same machine
@@ -163,8 +162,8 @@ def main() -> int:
         f"single-stream decode tok/s: gRPC {single_grpc:.1f}, in-process {single_lib:.1f}, "
         f"ratio {single_grpc / single_lib:.3f}"
     )
-    for line in cpu_lines:
-        print(f"CPU ms per token, one gRPC stream: {line}")
+    if cpu_line is not None:
+        print(f"CPU ms per token, one gRPC stream: {cpu_line}")
 
     asyncio.run_coroutine_threadsafe(running.stop(0), loop).result()
     loop.call_soon_threadsafe(loop.stop)

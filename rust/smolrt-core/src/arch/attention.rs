@@ -7,7 +7,7 @@ use super::attention_chunks::Plan;
 use super::attention_hints::{hint_keys, hint_values, prefetch_kv_head, HINT_BLOCKS_AHEAD};
 use super::isa::{isa, Isa};
 use super::lanes::{LaneSource, Lanes, Lanes16, LANES};
-use super::ops::axpy;
+use super::ops::{axpy, copy_prefix};
 use super::pool::{for_each_index, SharedMut};
 use crate::kv::{KvBlockPool, KvElement, KvView};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -273,7 +273,7 @@ fn head_attention<L: Lanes, E: LaneSource>(
             let width = if c + LANES <= bs { LANES } else { n };
             let lanes = score_lanes::<L, E>(q, keys, kv_off * bs + c, bs, width);
             let dst = &mut scores[base + c..base + c + n];
-            store_lanes(&lanes, dst);
+            copy_prefix(&lanes, dst);
             if E::SCALED {
                 // a q8 key is its integers times its scale: the dot product's too
                 let at = kv_head * bs + c;
@@ -321,24 +321,6 @@ fn head_attention<L: Lanes, E: LaneSource>(
         }
         c += w;
     }
-}
-
-/// `dst = lanes[..dst.len()]`: a whole chunk as one fixed-size copy (inline vector stores),
-/// a block's shorter last chunk out of line. A copy of run-time length compiled to a memcpy call
-/// (and a `vzeroupper`) per 16 positions and head.
-#[inline(always)]
-fn store_lanes(lanes: &[f32; LANES], dst: &mut [f32]) {
-    if let Ok(whole) = <&mut [f32; LANES]>::try_from(&mut *dst) {
-        *whole = *lanes;
-    } else {
-        store_lanes_part(lanes, dst);
-    }
-}
-
-#[cold]
-#[inline(never)]
-fn store_lanes_part(lanes: &[f32; LANES], dst: &mut [f32]) {
-    dst.copy_from_slice(&lanes[..dst.len()]);
 }
 
 /// Scales `scores` (whole 16-lane chunks) by `scale` and replaces them with `e^(s - max)`;
@@ -425,7 +407,11 @@ unsafe fn group_attention_avx512<E: LaneSource, const G: usize>(
             hint_keys(kv, layer, row, b + HINT_BLOCKS_AHEAD, kv_off, hd);
         }
         let keys = kv.keys(layer, block);
-        let key_scales = kv.key_scales(layer, block);
+        let key_scales = if E::SCALED {
+            kv.key_scales(layer, block)
+        } else {
+            &[]
+        };
         let base = b * bs;
         let in_block = bs.min(n_pos - base);
         for c in (0..in_block).step_by(LANES) {
@@ -466,7 +452,7 @@ unsafe fn group_attention_avx512<E: LaneSource, const G: usize>(
                 }
                 let lanes = sum.to_array();
                 let at = h * padded + base + c;
-                store_lanes(&lanes, &mut scores[at..at + n]);
+                copy_prefix(&lanes, &mut scores[at..at + n]);
             }
         }
     }
@@ -488,7 +474,11 @@ unsafe fn group_attention_avx512<E: LaneSource, const G: usize>(
                 hint_values(kv, layer, row, b + HINT_BLOCKS_AHEAD, kv_off, hd);
             }
             let values = kv.values(layer, block);
-            let value_scales = kv.value_scales(layer, block);
+            let value_scales = if E::SCALED {
+                kv.value_scales(layer, block)
+            } else {
+                &[]
+            };
             let base = b * bs;
             for slot in 0..bs.min(n_pos - base) {
                 // slot < bs, kv_off + c + 64 <= kv_dim; base + slot < n_pos <= padded.

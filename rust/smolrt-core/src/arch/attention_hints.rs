@@ -47,7 +47,7 @@ pub(super) fn hint_keys<E: KvElement>(
     hd: usize,
 ) {
     let bs = kv.block_size();
-    if let Some(&block) = row.blocks.get(b).filter(|_| b < (row.pos + 1).div_ceil(bs)) {
+    if let Some(block) = read_block(row, b, bs) {
         // the transposed key tile: this head's dimensions are one contiguous run of positions
         prefetch(kv.keys(layer, block), kv_off * bs, hd * bs);
         if E::SCALED {
@@ -68,14 +68,19 @@ pub(super) fn hint_values<E: KvElement>(
     hd: usize,
 ) {
     let (bs, kv_dim) = (kv.block_size(), kv.kv_dim());
-    let n_pos = row.pos + 1;
-    if let Some(&block) = row.blocks.get(b).filter(|_| b < n_pos.div_ceil(bs)) {
+    if let Some(block) = read_block(row, b, bs) {
         let values = kv.values(layer, block);
-        for slot in 0..bs.min(n_pos - b * bs) {
+        for slot in 0..bs.min(row.pos + 1 - b * bs) {
             prefetch(values, slot * kv_dim + kv_off, hd);
         }
         if E::SCALED {
             prefetch(kv.value_scales(layer, block), kv_off / hd * bs, bs);
         }
     }
+}
+
+/// The row's block `b` if the row reads it (blocks past its last position are not hinted).
+#[inline(always)]
+fn read_block(row: &RowCtx<'_>, b: usize, bs: usize) -> Option<u32> {
+    (b < (row.pos + 1).div_ceil(bs)).then(|| row.blocks.get(b).copied())?
 }

@@ -14,7 +14,7 @@
 
 use std::borrow::Cow;
 
-use super::ops::{rms_norm, rms_norm_rows, rope_heads, silu_mul};
+use super::ops::{copy_prefix, rms_norm, rms_norm_rows, rope_heads, silu_mul};
 use super::panels::PANEL;
 use super::pool::for_each_row;
 
@@ -169,23 +169,10 @@ impl Output<'_> {
     }
 }
 
-/// `dst = y[..dst.len()]`: a whole panel's 16 outputs as one fixed-size copy (inline vector
-/// stores): a slice copy of run-time length was a memmove call per tile row, 2% of an eight-row
-/// decode step. The partial copy (a matrix's last, narrower panel) stays out of line: inlined,
-/// the compiler merged both copies into one memcpy call of variable length again.
+/// `dst = y[..dst.len()]` (a matrix's last panel may be narrower than 16 outputs).
 #[inline(always)]
 pub(crate) fn store(y: &[f32; PANEL], dst: &mut [f32]) {
-    if let Ok(whole) = <&mut [f32; PANEL]>::try_from(&mut *dst) {
-        *whole = *y;
-    } else {
-        store_part(y, dst);
-    }
-}
-
-#[cold]
-#[inline(never)]
-fn store_part(y: &[f32; PANEL], dst: &mut [f32]) {
-    dst.copy_from_slice(&y[..dst.len()]);
+    copy_prefix(y, dst);
 }
 
 /// `dst += y[..dst.len()]`.
