@@ -108,6 +108,46 @@ def test_sixteen_concurrent_streams_all_complete(server: ServerThread) -> None:
     assert server.wait_idle().active_sequences == 0
 
 
+_STREAMS_CLIENT = """
+import sys
+from concurrent.futures import ThreadPoolExecutor
+import grpc, grpc.experimental
+from smolrt.v1 import smolrt_pb2 as pb, smolrt_pb2_grpc as rpc
+
+# one thread per stream reads its messages, as most clients do
+options = [(grpc.experimental.ChannelOptions.SingleThreadedUnaryStream, 1)]
+stub = rpc.InferenceStub(grpc.insecure_channel(sys.argv[1], options=options))
+
+def one(i):
+    req = pb.GenerateRequest(
+        prompt=f"Story number {i}:",
+        sampling=pb.SamplingParameters(temperature=0.8, seed=i),
+        stopping=pb.StoppingParameters(max_tokens=64, ignore_eos=True),
+    )
+    return sum(1 for _ in stub.Generate(req, timeout=120))
+
+with ThreadPoolExecutor(16) as pool:
+    assert all(n == 66 for n in pool.map(one, range(16)))  # started, 64 deltas, finished
+"""
+
+
+def test_concurrent_streams_run_together_not_one_after_another(server: ServerThread, engine: Engine) -> None:
+    # Admissions take the engine's lock between two steps. When the stepping thread won that
+    # lock back every time, a Generate waited for the running streams to end first: 16 streams
+    # from another process ran one or two at a time instead of in one batch.
+    server.wait_idle()
+    client = subprocess.Popen(
+        [sys.executable, "-c", _STREAMS_CLIENT, server.address], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    peak = 0
+    while client.poll() is None:
+        peak = max(peak, engine.active_sequences())
+        time.sleep(0.05)
+    _, err = client.communicate()
+    assert client.returncode == 0, err.decode()
+    assert peak >= 12, f"at most {peak} of 16 concurrent streams were in the engine at once"
+
+
 def test_reflection_lists_both_services_like_grpcurl(server: ServerThread) -> None:
     db = ProtoReflectionDescriptorDatabase(server.channel)
     services = set(db.get_services())

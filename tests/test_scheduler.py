@@ -46,7 +46,7 @@ class ScriptedNative:
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
-    def add_request(self, prompt: list[int], params: dict[str, Any], session: int | None) -> int:
+    def add_request(self, prompt: list[int], params: dict[str, Any], session: int | None, to_loop: bool = False) -> int:
         with self.lock:
             self.next_seq += 1
             self.progress[self.next_seq] = 0

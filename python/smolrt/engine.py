@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -11,7 +12,7 @@ from . import _core
 from .errors import InvalidRequestError
 from .events import Finished
 from .models import resolve_model
-from .scheduler import Scheduler
+from .scheduler import LoopRoute, Scheduler
 from .stream import AsyncGeneration, Generation
 from .templates import ChatTemplate
 
@@ -223,6 +224,13 @@ class Engine:
     def teacher_forced_logits(self, ids: Sequence[int], token_ids: Sequence[int]) -> list[list[float]]:
         """Logits of the entries `token_ids` after each position of `ids`, fed in one pass (for checking)."""
         return [list(row) for row in self._native.teacher_forced_logits(list(ids), list(token_ids))]
+
+    def attach_event_loop(self) -> LoopRoute | None:
+        """Have the running event loop route every generation's events, instead of the dispatcher
+        thread: the cheaper path for a server whose streams all live on that loop (each token
+        wakes one thread, not two). Call `detach()` on the returned route, on the loop, before
+        the loop stops. None (nothing changed) where the loop cannot watch a pipe."""
+        return self._scheduler.attach_loop(asyncio.get_running_loop())
 
     def close(self) -> None:
         """Cancel every running generation and stop the stepping and dispatcher threads."""

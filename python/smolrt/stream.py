@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import queue
+import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -115,11 +116,16 @@ class AsyncGeneration(_Stream):
         super().__init__(scheduler)
         self.prompt_tokens = len(prompt)
         self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
         self._queue: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
-        self._seq = scheduler.submit(prompt, params, self._put, session)
+        self._seq = scheduler.submit(prompt, params, self._put, session, self._loop)
 
     def _put(self, item: tuple[Any, ...]) -> None:
-        # Called on the dispatcher thread; the queue belongs to the event loop.
+        # The queue belongs to the event loop: the loop itself puts directly (it routes the events
+        # when a server attached it to the scheduler), the dispatcher thread hands over.
+        if threading.get_ident() == self._loop_thread:
+            self._queue.put_nowait(item)
+            return
         try:
             self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
         except RuntimeError:

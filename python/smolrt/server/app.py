@@ -21,6 +21,7 @@ from grpc_reflection.v1alpha import reflection
 from ..engine import Engine
 from ..errors import UnavailableError
 from ..models import find_default_model
+from ..scheduler import LoopRoute
 from ..sessions import SessionStore
 from ..v1 import smolrt_pb2 as pb
 from ..v1 import smolrt_pb2_grpc as rpc
@@ -72,6 +73,8 @@ class RunningServer:
     owns_engine: bool = False
     #: The HTTP door; None when HTTP is off (`http_port` -1).
     http: HttpServer | None = None
+    #: The loop routing the engine's events (see `Engine.attach_event_loop`), until `stop`.
+    route: LoopRoute | None = None
     _stopped: asyncio.Event = field(default_factory=asyncio.Event)
     _background: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -106,6 +109,8 @@ class RunningServer:
             task.cancel()
         if self.store is not None:
             await self.store.close()
+        if self.route is not None:
+            self.route.detach()  # library streams, if any, get their events from the thread again
         if self.owns_engine and self.engine is not None:
             await asyncio.to_thread(self.engine.close)
 
@@ -168,6 +173,8 @@ async def start(settings: Settings, engine: Engine | None, *, owns_engine: bool 
     if engine is None:
         log.warning("smolrt serve: %s (health NOT_SERVING)", NO_MODEL_MESSAGE)
     running = RunningServer(server, port, settings, engine, health, inference, sessions, store, owns_engine, http)
+    if engine is not None:
+        running.route = engine.attach_event_loop()
     if store is not None:
         running._background.append(asyncio.get_running_loop().create_task(store.run_expiry()))
     return running

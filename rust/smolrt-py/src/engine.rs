@@ -12,6 +12,7 @@ use pyo3::types::{PyDict, PyList};
 use smolrt_core::engine::{Engine, EngineOptions, GenerationRequest};
 use smolrt_core::kv::KvType;
 use smolrt_core::tokenizer::Tokenizer;
+use smolrt_core::{Error, ErrorCode};
 
 use crate::events;
 use crate::gateway::detached;
@@ -20,7 +21,7 @@ use crate::stepper::{lock, Stepper};
 
 #[pyclass(name = "Engine", module = "smolrt._core", frozen)]
 pub struct PyEngine {
-    engine: Arc<Mutex<Engine>>,
+    /// Owns the engine: every call here takes it through `Stepper::engine`.
     stepper: Arc<Stepper>,
     /// The stepping thread, joined by `close`.
     step_thread: Mutex<Option<JoinHandle<()>>>,
@@ -59,15 +60,13 @@ impl PyEngine {
         let engine = detached(py, move || Engine::load(&path, options))?;
         let info = crate::inspect::engine_info(py, &engine)?;
         let tokenizer = engine.tokenizer_arc();
-        let engine = Arc::new(Mutex::new(engine));
-        let (stepper, step_thread) = Stepper::start(Arc::clone(&engine)).map_err(|e| {
+        let (stepper, step_thread) = Stepper::start(engine).map_err(|e| {
             crate::errors::to_pyerr(
                 py,
                 smolrt_core::Error::internal(format!("cannot start the stepping thread: {e}")),
             )
         })?;
         Ok(Self {
-            engine,
             stepper,
             step_thread: Mutex::new(Some(step_thread)),
             tokenizer,
@@ -113,13 +112,15 @@ impl PyEngine {
     /// Admit a generation; returns its sequence id. Raises InvalidRequestError for bad
     /// parameters or a prompt past the context, ResourceExhaustedError when full.
     /// `session`: continue that session's resident KV and keep it resident afterwards.
-    #[pyo3(signature = (prompt, params=None, session=None))]
+    /// `to_loop`: its events go to the attached event loop (`take_events`), if there is one.
+    #[pyo3(signature = (prompt, params=None, session=None, to_loop=false))]
     fn add_request(
         &self,
         py: Python<'_>,
         prompt: Bound<'_, PyAny>,
         params: Option<Bound<'_, PyDict>>,
         session: Option<u64>,
+        to_loop: bool,
     ) -> PyResult<u64> {
         let prompt = params::prompt_ids(py, &prompt)?;
         let p = params::extract(py, params.as_ref())?;
@@ -129,7 +130,15 @@ impl PyEngine {
             stop: p.stop,
             session,
         };
-        let seq = detached(py, || lock(&self.engine).add(request))?;
+        let seq = detached(py, || {
+            let mut engine = self.stepper.engine();
+            let seq = engine.add(request)?;
+            if to_loop {
+                // before the engine's lock goes: the next step may already produce its events
+                self.stepper.outbox.route_to_loop(seq);
+            }
+            Ok(seq)
+        })?;
         self.stepper.admitted();
         Ok(seq)
     }
@@ -139,14 +148,29 @@ impl PyEngine {
     /// the stream and every event was taken.
     fn next_events<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyList>>> {
         let stepper = Arc::clone(&self.stepper);
-        let Some(evs) = detached(py, move || Ok(stepper.next_events()))? else {
+        let Some(evs) = detached(py, move || Ok(stepper.outbox.next_blocking()))? else {
             return Ok(None);
         };
-        let tuples = evs
-            .into_iter()
-            .map(|e| events::to_py(py, e))
-            .collect::<PyResult<Vec<_>>>()?;
-        PyList::new(py, tuples).map(Some)
+        events::to_py_list(py, evs).map(Some)
+    }
+
+    /// Attach an event loop: the events of sequences admitted `to_loop` wait for it, and the
+    /// stepping thread writes a byte to the pipe whose write end is `fd` when some do; the loop
+    /// then calls `take_events`. Owns `fd` from here, even when it raises (a loop is attached
+    /// already).
+    fn attach_loop(&self, py: Python<'_>, fd: i32) -> PyResult<()> {
+        attach_pipe(&self.stepper, fd).map_err(|e| crate::errors::to_pyerr(py, e))
+    }
+
+    /// For the attached loop: the queued events (never waits; empty when there are none).
+    fn take_events<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        events::to_py_list(py, self.stepper.outbox.take())
+    }
+
+    /// Hand the loop's sequences back to `next_events`; returns the events left for the caller to
+    /// route (those not taken yet once the stream has ended: no dispatcher thread takes them).
+    fn detach_loop<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        events::to_py_list(py, self.stepper.outbox.detach())
     }
 
     /// Stop a sequence before the next step and free its KV blocks; its final event comes through
@@ -171,7 +195,7 @@ impl PyEngine {
 
     /// Free a session's resident KV; returns whether it had any.
     fn drop_session(&self, py: Python<'_>, session: u64) -> PyResult<bool> {
-        detached(py, || Ok(lock(&self.engine).drop_session(session)))
+        detached(py, || Ok(self.stepper.engine().drop_session(session)))
     }
 
     /// How many leading tokens of `prompt` a request under `session` would not prefill again.
@@ -182,25 +206,24 @@ impl PyEngine {
         prompt: Bound<'_, PyAny>,
     ) -> PyResult<usize> {
         let prompt = params::prompt_ids(py, &prompt)?;
-        detached(
-            py,
-            || Ok(lock(&self.engine).cached_prefix(session, &prompt)),
-        )
+        detached(py, || {
+            Ok(self.stepper.engine().cached_prefix(session, &prompt))
+        })
     }
 
     /// Tokens of a session's conversation whose KV is resident (0 once evicted).
     fn resident_tokens(&self, py: Python<'_>, session: u64) -> PyResult<usize> {
-        detached(py, || Ok(lock(&self.engine).resident_tokens(session)))
+        detached(py, || Ok(self.stepper.engine().resident_tokens(session)))
     }
 
     fn active_sequences(&self, py: Python<'_>) -> PyResult<usize> {
-        detached(py, || Ok(lock(&self.engine).active_sequences()))
+        detached(py, || Ok(self.stepper.engine().active_sequences()))
     }
 
     /// KV pool occupancy: blocks total, free and in use, block size, bytes per block.
     fn kv_stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let (total, free, bs, bpb, kv_type) = detached(py, || {
-            let e = lock(&self.engine);
+            let e = self.stepper.engine();
             let p = e.pool();
             Ok((
                 p.total_blocks(),
@@ -223,7 +246,7 @@ impl PyEngine {
     /// Argmax after each position when `ids` are fed in one pass (teacher forcing).
     fn teacher_forced_argmax(&self, py: Python<'_>, ids: Bound<'_, PyAny>) -> PyResult<Vec<u32>> {
         let ids = params::prompt_ids(py, &ids)?;
-        detached(py, || lock(&self.engine).teacher_forced_argmax(&ids))
+        detached(py, || self.stepper.engine().teacher_forced_argmax(&ids))
     }
 
     /// Logits of the vocabulary entries `token_ids` after each position of `ids` (teacher
@@ -236,6 +259,35 @@ impl PyEngine {
     ) -> PyResult<Vec<Vec<f32>>> {
         let ids = params::prompt_ids(py, &ids)?;
         let pick = params::token_ids(py, "token_ids", &token_ids)?;
-        detached(py, || lock(&self.engine).teacher_forced_logits(&ids, &pick))
+        detached(py, || {
+            self.stepper.engine().teacher_forced_logits(&ids, &pick)
+        })
     }
+}
+
+#[cfg(unix)]
+fn attach_pipe(stepper: &Stepper, fd: i32) -> Result<(), Error> {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    if fd < 0 {
+        return Err(Error::invalid_request(format!(
+            "{fd} is not a file descriptor"
+        )));
+    }
+    // SAFETY: the caller hands this descriptor over (Python passes a dup of the pipe's write end
+    // it never uses again), so owning and eventually closing it here is sound.
+    let pipe = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    stepper.outbox.attach(pipe).map_err(|_| {
+        Error::new(
+            ErrorCode::FailedPrecondition,
+            "an event loop is already attached to this engine",
+        )
+    })
+}
+
+#[cfg(not(unix))]
+fn attach_pipe(_stepper: &Stepper, _fd: i32) -> Result<(), Error> {
+    Err(Error::new(
+        ErrorCode::FailedPrecondition,
+        "routing events on an event loop needs a Unix pipe",
+    ))
 }

@@ -2,7 +2,7 @@
 //! Python layer turns them into typed event objects once, in `smolrt.events`.
 
 use pyo3::prelude::*;
-use pyo3::types::PyTuple;
+use pyo3::types::{PyList, PyTuple};
 use pyo3::IntoPyObjectExt;
 use smolrt_core::engine::{Event, EventKind};
 
@@ -68,4 +68,13 @@ pub fn to_py<'py>(py: Python<'py>, event: Event) -> PyResult<Bound<'py, PyTuple>
         ],
     };
     PyTuple::new(py, items)
+}
+
+/// A batch of events as a list of tuples, in order.
+pub fn to_py_list(py: Python<'_>, events: Vec<Event>) -> PyResult<Bound<'_, PyList>> {
+    let tuples = events
+        .into_iter()
+        .map(|e| to_py(py, e))
+        .collect::<PyResult<Vec<_>>>()?;
+    PyList::new(py, tuples)
 }

@@ -6,6 +6,7 @@ mod errors;
 mod events;
 mod gateway;
 mod inspect;
+mod outbox;
 mod params;
 mod stepper;
 

@@ -9,10 +9,11 @@
 //! conversion to tuples happens on the dispatcher thread, next to the routing.
 //!
 //! Cancels are queued and applied between steps, so `cancel` never waits for a step. `close`
-//! cancels every sequence, queues their final events and ends the event stream.
+//! cancels every sequence, queues their final events and ends the event stream. The events wait
+//! in the `outbox` for whichever router takes them.
 
-use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 
@@ -20,6 +21,7 @@ use smolrt_core::engine::{Engine, Event, EventKind, SeqId, Usage};
 use smolrt_core::Error;
 
 use crate::gateway::panic_message;
+use crate::outbox::Outbox;
 
 /// What the stepping thread is asked to do besides stepping.
 #[derive(Default)]
@@ -29,20 +31,18 @@ struct Control {
     closing: bool,
 }
 
-/// Steps' events not yet taken by the dispatcher, oldest first.
-#[derive(Default)]
-struct Outbox {
-    events: VecDeque<Event>,
-    /// No more events will come (closed).
-    ended: bool,
-}
-
 pub struct Stepper {
-    engine: Arc<Mutex<Engine>>,
+    engine: Mutex<Engine>,
+    /// Threads waiting for the engine's lock outside the stepping thread (admissions, stats).
+    /// A mutex is not fair: the stepping thread, unlocking at a step's end and locking again
+    /// for the next within a microsecond, won it back nearly every time, and an admission could
+    /// wait for the running sequences to finish (seen: 16 gRPC streams run one at a time, ~430
+    /// ms apart, while the event loop that admits them stood still). So it lets them go first.
+    waiting: AtomicUsize,
     control: Mutex<Control>,
     wake: Condvar,
-    outbox: Mutex<Outbox>,
-    ready: Condvar,
+    /// Each step's events, until the dispatcher thread or an attached loop takes them.
+    pub outbox: Outbox,
 }
 
 /// A panic inside a step poisons the engine's mutex; its state is still memory-safe and the
@@ -53,19 +53,36 @@ pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Stepper {
     /// Starts the stepping thread for `engine`; it runs until [`close`](Self::close).
-    pub fn start(engine: Arc<Mutex<Engine>>) -> std::io::Result<(Arc<Self>, JoinHandle<()>)> {
+    pub fn start(engine: Engine) -> std::io::Result<(Arc<Self>, JoinHandle<()>)> {
         let stepper = Arc::new(Self {
-            engine,
+            engine: Mutex::new(engine),
+            waiting: AtomicUsize::new(0),
             control: Mutex::new(Control::default()),
             wake: Condvar::new(),
-            outbox: Mutex::new(Outbox::default()),
-            ready: Condvar::new(),
+            outbox: Outbox::default(),
         });
         let runner = Arc::clone(&stepper);
         let handle = std::thread::Builder::new()
             .name("smolrt-step".into())
             .spawn(move || runner.run())?;
         Ok((stepper, handle))
+    }
+
+    /// The engine, for any thread but the stepping one: it waits at most for the step that
+    /// runs, never for the next.
+    pub fn engine(&self) -> MutexGuard<'_, Engine> {
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        let engine = lock(&self.engine);
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        engine
+    }
+
+    /// The engine, for the stepping thread: after whoever waits for it.
+    fn engine_last(&self) -> MutexGuard<'_, Engine> {
+        while self.waiting.load(Ordering::SeqCst) > 0 {
+            std::thread::yield_now();
+        }
+        lock(&self.engine)
     }
 
     /// A sequence was added to the engine: make sure the thread steps. Taking the control lock
@@ -89,24 +106,11 @@ impl Stepper {
         self.wake.notify_one();
     }
 
-    /// Every queued event, oldest first, waiting for some if there are none; None once the
-    /// stream has ended and all its events were taken.
-    pub fn next_events(&self) -> Option<Vec<Event>> {
-        let mut out = lock(&self.outbox);
-        while out.events.is_empty() && !out.ended {
-            out = self.ready.wait(out).unwrap_or_else(PoisonError::into_inner);
-        }
-        if out.events.is_empty() {
-            return None;
-        }
-        Some(out.events.drain(..).collect())
-    }
-
     fn run(&self) {
         loop {
             let (cancels, closing) = self.wait_for_work();
             let events = {
-                let mut engine = lock(&self.engine);
+                let mut engine = self.engine_last();
                 let mut events: Vec<Event> = cancels
                     .into_iter()
                     .filter_map(|id| engine.cancel(id))
@@ -118,11 +122,7 @@ impl Stepper {
                 }
                 events
             };
-            let mut out = lock(&self.outbox);
-            out.events.extend(events);
-            out.ended = closing;
-            drop(out);
-            self.ready.notify_all();
+            self.outbox.push(events, closing);
             if closing {
                 return;
             }
@@ -136,7 +136,7 @@ impl Stepper {
             if control.closing || !control.cancels.is_empty() {
                 break;
             }
-            if lock(&self.engine).has_work() {
+            if self.engine_last().has_work() {
                 break;
             }
             // The wait releases the control lock atomically, and `admitted` takes it: an
