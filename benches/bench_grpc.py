@@ -8,7 +8,8 @@ blocking stub per stream, the way separate clients would: a client inside the se
 would also share its interpreter lock. Aggregate tokens/s counts every generated token over the
 wall time from the first request sent to the last stream finished (prefill included, as a client
 sees it). The single-stream ratio compares the server's decode tokens/s for a stream over gRPC
-with the same generation through `Engine.generate` in-process. Last, where each
+with the same generation through `Engine.generate` in-process. Each row also gives the client's
+time to first token (the median and the last of its streams, all sent at once). Last, where each
 row's CPU goes per token (its first repeat): each server thread's (from /proc) and the client
 process's.
 """
@@ -44,17 +45,20 @@ def client(port: int, streams: int, tokens: int) -> dict[str, Any]:
     channel = grpc.insecure_channel(f"127.0.0.1:{port}", options=options)
     stub = rpc.InferenceStub(channel)
 
-    def one_stream(i: int, max_tokens: int = tokens) -> tuple[int, float]:
+    def one_stream(i: int, max_tokens: int = tokens) -> tuple[int, float, float]:
         req = pb.GenerateRequest(
             prompt=PROMPT,
             sampling=pb.SamplingParameters(temperature=0.8, seed=i),
             stopping=pb.StoppingParameters(max_tokens=max_tokens, ignore_eos=True),
         )
-        last = None
+        t0 = time.perf_counter()
+        first = last = None
         for ev in stub.Generate(req):
+            if first is None and ev.WhichOneof("kind") == "delta":
+                first = time.perf_counter() - t0
             last = ev
-        assert last is not None and last.WhichOneof("kind") == "finished"
-        return last.finished.usage.completion_tokens, last.finished.timings.decode_tokens_per_s
+        assert first is not None and last is not None and last.WhichOneof("kind") == "finished"
+        return last.finished.usage.completion_tokens, last.finished.timings.decode_tokens_per_s, first
 
     one_stream(0, 2)  # connect
     cpu0 = time.process_time()
@@ -64,7 +68,13 @@ def client(port: int, streams: int, tokens: int) -> dict[str, Any]:
     wall = time.perf_counter() - t0
     cpu = time.process_time() - cpu0
     channel.close()
-    return {"tokens": sum(n for n, _ in results), "wall": wall, "decode": [d for _, d in results], "cpu": cpu}
+    return {
+        "tokens": sum(r[0] for r in results),
+        "wall": wall,
+        "decode": [r[1] for r in results],
+        "first_ms": sorted(r[2] * 1000 for r in results),
+        "cpu": cpu,
+    }
 
 
 def thread_cpu_s() -> dict[str, float]:
@@ -139,6 +149,7 @@ def main() -> int:
     cpu_lines: dict[int, str] = {}
     for n in counts:
         best = 0.0
+        first_ms: list[float] = []
         for _ in range(args.repeats):
             before = thread_cpu_s()
             result = run_client(running.port, n, args.tokens)
@@ -150,21 +161,24 @@ def main() -> int:
                 busy = ", ".join(f"{k} {v:.2f}" for k, v in sorted(per_token.items(), key=lambda kv: -kv[1])
                                  if v >= 0.005)
                 cpu_lines[n] = f"server threads: {busy}; client process: {result['cpu'] * 1000 / result['tokens']:.2f}"
-            best = max(best, result["tokens"] / result["wall"])
+            if result["tokens"] / result["wall"] > best:
+                best, first_ms = result["tokens"] / result["wall"], result["first_ms"]
             if n == 1:
                 # interleaved with the in-process run, so both see the same machine
                 single_grpc = max(single_grpc, result["decode"][0])
                 single_lib = max(single_lib, in_process())
-        rows.append((n, best))
+        rows.append((n, best, first_ms[len(first_ms) // 2], first_ms[-1]))
     if 1 not in counts:
         for _ in range(args.repeats):
             single_grpc = max(single_grpc, run_client(running.port, 1, args.tokens)["decode"][0])
             single_lib = max(single_lib, in_process())
 
-    print(f"{'streams':>8} {'aggregate tok/s':>16} {'per stream':>11} {'vs 1 stream':>12}")
+    header = f"{'streams':>8} {'aggregate tok/s':>16} {'per stream':>11} {'vs 1 stream':>12}"
+    print(f"{header} {'first token ms, median / last':>30}")
     base = rows[0][1] if rows else 1.0
-    for n, agg in rows:
-        print(f"{n:>8} {agg:>16.1f} {agg / n:>11.1f} {agg / base:>11.2f}x")
+    for n, agg, first_median, first_last in rows:
+        firsts = f"{first_median:.0f} / {first_last:.0f}"
+        print(f"{n:>8} {agg:>16.1f} {agg / n:>11.1f} {agg / base:>11.2f}x {firsts:>30}")
     print()
     print(
         f"single-stream decode tok/s: gRPC {single_grpc:.1f}, in-process {single_lib:.1f}, "
