@@ -226,10 +226,11 @@ class Engine:
         return [list(row) for row in self._native.teacher_forced_logits(list(ids), list(token_ids))]
 
     def attach_event_loop(self) -> LoopRoute | None:
-        """Have the running event loop route every generation's events, instead of the dispatcher
-        thread: the cheaper path for a server whose streams all live on that loop (each token
-        wakes one thread, not two). Call `detach()` on the returned route, on the loop, before
-        the loop stops. None (nothing changed) where the loop cannot watch a pipe."""
+        """Have the running event loop route the events of the async streams started on it,
+        instead of the dispatcher thread: the cheaper path for a server, whose streams all live
+        on its loop (each token wakes one thread, not two). Other generations keep the thread.
+        Call `detach()` on the returned route, on the loop, before the loop stops. None (nothing
+        changed) where another running loop is attached or the loop cannot watch a pipe."""
         return self._scheduler.attach_loop(asyncio.get_running_loop())
 
     def close(self) -> None:

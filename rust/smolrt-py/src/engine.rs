@@ -1,8 +1,8 @@
 //! `_core.Engine`: a loaded model plus its sequences, stepped by its own thread (`stepper`) from
 //! load to `close`; Python admits and cancels sequences and takes the events (`next_events`, on
-//! the scheduler's dispatcher thread). Any thread may tokenize. The engine sits behind a mutex
-//! that is only ever taken with the GIL released, so a thread waiting for a step never blocks
-//! the interpreter.
+//! the scheduler's dispatcher thread, or `take_events` on an attached event loop, for the
+//! sequences it admitted). Any thread may tokenize. The engine sits behind a mutex that is only
+//! ever taken with the GIL released, so a thread waiting for a step never blocks the interpreter.
 
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
