@@ -73,15 +73,12 @@ def test_detaching_mid_stream_hands_the_rest_to_the_thread(engine: Engine) -> No
 
 def test_one_running_loop_at_a_time_and_a_stopped_one_is_replaced(engine: Engine) -> None:
     first = asyncio.new_event_loop()
-    ready = threading.Event()
     thread = threading.Thread(target=first.run_forever, daemon=True)
     thread.start()
     try:
 
         async def attach() -> object:
-            route = engine.attach_event_loop()
-            ready.set()
-            return route
+            return engine.attach_event_loop()
 
         route = asyncio.run_coroutine_threadsafe(attach(), first).result(10)
         assert route is not None
@@ -96,10 +93,8 @@ def test_one_running_loop_at_a_time_and_a_stopped_one_is_replaced(engine: Engine
         first.call_soon_threadsafe(first.stop)
         thread.join(10)
     # stopped without detaching: the next loop takes over
-    replaced = None
 
     async def third() -> str:
-        nonlocal replaced
         replaced = engine.attach_event_loop()
         assert replaced is not None
         try:

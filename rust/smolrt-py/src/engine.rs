@@ -273,8 +273,8 @@ fn attach_pipe(stepper: &Stepper, fd: i32) -> Result<(), Error> {
             "{fd} is not a file descriptor"
         )));
     }
-    // SAFETY: the caller hands this descriptor over (Python passes a dup of the pipe's write end
-    // it never uses again), so owning and eventually closing it here is sound.
+    // SAFETY: the caller hands this descriptor over (the scheduler passes the pipe's write end
+    // and never uses or closes it again), so owning and eventually closing it here is sound.
     let pipe = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
     stepper.outbox.attach(pipe).map_err(|_| {
         Error::new(

@@ -1,12 +1,13 @@
 //! The stepping thread: calls the engine's batched `step()` back to back while any sequence runs,
-//! and queues each step's events for the Python dispatcher thread to route.
+//! and queues each step's events for their router: the Python dispatcher thread, or an attached
+//! event loop for the sequences it admitted.
 //!
 //! Nothing on its path touches the interpreter. When Python drove the steps, every step ended by
 //! taking the GIL back to convert its events and call the next one, behind whatever Python
 //! thread held it: 42–55 µs between steps with one library stream or one gRPC stream, 330–370
 //! µs on average at 16 gRPC streams, and up to a switch interval (5 ms) behind a thread that does
 //! not let go. Here the next step starts as soon as the last one's events are queued; the
-//! conversion to tuples happens on the dispatcher thread, next to the routing.
+//! conversion to tuples happens on the router's thread, next to the routing.
 //!
 //! Cancels are queued and applied between steps, so `cancel` never waits for a step. `close`
 //! cancels every sequence, queues their final events and ends the event stream. The events wait
