@@ -4,11 +4,12 @@
 use half::f16;
 
 use super::attention_chunks::Plan;
-use super::attention_hints::{hint_keys, hint_values, prefetch_kv_head, HINT_BLOCKS_AHEAD};
+use super::attention_hints::{hint_score_pass, hint_values, prefetch_kv_head, HINT_BLOCKS_AHEAD};
 use super::isa::{isa, Isa};
 use super::lanes::{LaneSource, Lanes, Lanes16, LANES};
 use super::ops::{axpy, copy_prefix};
 use super::pool::{for_each_index, SharedMut};
+use super::simd::TO_L1;
 use crate::kv::{KvBlockPool, KvElement, KvView};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -261,7 +262,7 @@ fn head_attention<L: Lanes, E: LaneSource>(
     scores.resize(n_pos.next_multiple_of(LANES), f32::NEG_INFINITY);
     for (b, &block) in row.blocks.iter().enumerate().take(n_pos.div_ceil(bs)) {
         if hints {
-            hint_keys(kv, layer, row, b + HINT_BLOCKS_AHEAD, kv_off, hd);
+            hint_score_pass(kv, layer, row, b, kv_off, hd);
         }
         let keys = kv.keys(layer, block);
         let base = b * bs;
@@ -404,7 +405,7 @@ unsafe fn group_attention_avx512<E: LaneSource, const G: usize>(
     }
     for (b, &block) in row.blocks.iter().enumerate().take(n_blocks) {
         if hints {
-            hint_keys(kv, layer, row, b + HINT_BLOCKS_AHEAD, kv_off, hd);
+            hint_score_pass(kv, layer, row, b, kv_off, hd);
         }
         let keys = kv.keys(layer, block);
         let key_scales = if E::SCALED {
@@ -471,7 +472,7 @@ unsafe fn group_attention_avx512<E: LaneSource, const G: usize>(
         );
         for (b, &block) in row.blocks.iter().enumerate().take(n_blocks) {
             if hints && c == 0 {
-                hint_values(kv, layer, row, b + HINT_BLOCKS_AHEAD, kv_off, hd);
+                hint_values::<E, TO_L1>(kv, layer, row, b + HINT_BLOCKS_AHEAD, kv_off, hd);
             }
             let values = kv.values(layer, block);
             let value_scales = if E::SCALED {
@@ -543,7 +544,7 @@ fn for_each_value<E: KvElement>(
     let n_pos = row.pos + 1;
     for (b, &block) in row.blocks.iter().enumerate().take(n_pos.div_ceil(bs)) {
         if let Some((kv_off, hd)) = hint {
-            hint_values(kv, layer, row, b + HINT_BLOCKS_AHEAD, kv_off, hd);
+            hint_values::<E, TO_L1>(kv, layer, row, b + HINT_BLOCKS_AHEAD, kv_off, hd);
         }
         let values = kv.values(layer, block);
         let base = b * bs;

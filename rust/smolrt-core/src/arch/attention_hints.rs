@@ -2,7 +2,7 @@
 //! starts, and each later block a few blocks ahead of the one it reads.
 
 use super::attention::RowCtx;
-use super::simd::prefetch;
+use super::simd::{prefetch_into, TO_L1, TO_L2};
 use crate::kv::{KvElement, KvView};
 
 /// Blocks a unit hints in ahead of the one it reads, keys in the score pass and values in the
@@ -13,6 +13,39 @@ use crate::kv::{KvElement, KvView};
 /// a long context all at once asked for more lines than the cache keeps: at 1,024 positions a kv
 /// head's keys and values are 256 KB, L1 is 48 KB.
 pub(super) const HINT_BLOCKS_AHEAD: usize = 4;
+
+/// Blocks ahead of the score pass that its keys are hinted into L2 only (see
+/// [`hint_score_pass`]).
+const L2_KEY_BLOCKS_AHEAD: usize = 2 * HINT_BLOCKS_AHEAD;
+
+/// The hints of the score pass at block `b` of a unit: that head's keys of block
+/// `b + HINT_BLOCKS_AHEAD` into L1 for the pass itself, and into L2 only, for later, the keys
+/// `L2_KEY_BLOCKS_AHEAD` blocks on and the values of block `b + HINT_BLOCKS_AHEAD`, which the
+/// weighted sum reads after the scores (it hints them on into L1 as it goes).
+///
+/// Hints into L1 alone could not keep enough lines on their way: L1 tracks a few dozen
+/// outstanding misses, so the reads waited on memory latency, not bandwidth (eight rows at
+/// 512-576 positions read ~200 MB a step, ~106 MB of it keys and values, in ~14 ms: 14 GB/s,
+/// under half of what one row's weights stream at). L2 keeps more lines in flight and holds a
+/// whole unit (a 256-position chunk of a kv head is 64 KB in f16). Measured with forward_speed
+/// (2 threads, warm KV, interleaved runs; the host alternated between two speeds, so per speed):
+/// eight rows at 512-576 positions 503-561 → 569-650 tok/s and 335-373 → 379-432 (two runs); one
+/// row at 1,024-1,152 positions medians 180 → 181 and 170 → 182 (two runs); eight rows at 0-128
+/// positions and a 512-token prefill within the noise. Keys 12 or 16 blocks ahead, values 8
+/// ahead, or the values hinted into L1 gained less.
+#[inline(always)]
+pub(super) fn hint_score_pass<E: KvElement>(
+    kv: &KvView<'_, E>,
+    layer: usize,
+    row: &RowCtx<'_>,
+    b: usize,
+    kv_off: usize,
+    hd: usize,
+) {
+    hint_keys::<E, TO_L1>(kv, layer, row, b + HINT_BLOCKS_AHEAD, kv_off, hd);
+    hint_keys::<E, TO_L2>(kv, layer, row, b + L2_KEY_BLOCKS_AHEAD, kv_off, hd);
+    hint_values::<E, TO_L2>(kv, layer, row, b + HINT_BLOCKS_AHEAD, kv_off, hd);
+}
 
 /// Hints in the cache lines of the first [`HINT_BLOCKS_AHEAD`] blocks of one kv head's keys and
 /// values that a row reads, before it reads any; the kernels hint each later block that far
@@ -31,14 +64,15 @@ pub(super) fn prefetch_kv_head<E: KvElement>(
     hd: usize,
 ) {
     for b in 0..HINT_BLOCKS_AHEAD {
-        hint_keys(kv, layer, row, b, kv_off, hd);
-        hint_values(kv, layer, row, b, kv_off, hd);
+        hint_keys::<E, TO_L1>(kv, layer, row, b, kv_off, hd);
+        hint_values::<E, TO_L1>(kv, layer, row, b, kv_off, hd);
     }
 }
 
-/// Hints in one kv head's keys of the row's block `b` (nothing past the row's last block).
+/// Hints in one kv head's keys of the row's block `b` (nothing past the row's last block), into
+/// the cache level `LEVEL` names.
 #[inline(always)]
-pub(super) fn hint_keys<E: KvElement>(
+fn hint_keys<E: KvElement, const LEVEL: i32>(
     kv: &KvView<'_, E>,
     layer: usize,
     row: &RowCtx<'_>,
@@ -49,17 +83,17 @@ pub(super) fn hint_keys<E: KvElement>(
     let bs = kv.block_size();
     if let Some(block) = read_block(row, b, bs) {
         // the transposed key tile: this head's dimensions are one contiguous run of positions
-        prefetch(kv.keys(layer, block), kv_off * bs, hd * bs);
+        prefetch_into::<_, LEVEL>(kv.keys(layer, block), kv_off * bs, hd * bs);
         if E::SCALED {
-            prefetch(kv.key_scales(layer, block), kv_off / hd * bs, bs);
+            prefetch_into::<_, LEVEL>(kv.key_scales(layer, block), kv_off / hd * bs, bs);
         }
     }
 }
 
 /// Hints in one kv head's values (`hd` from `kv_off` in each position's row) of the row's block
-/// `b` (nothing past the row's last block).
+/// `b` (nothing past the row's last block), into the cache level `LEVEL` names.
 #[inline(always)]
-pub(super) fn hint_values<E: KvElement>(
+pub(super) fn hint_values<E: KvElement, const LEVEL: i32>(
     kv: &KvView<'_, E>,
     layer: usize,
     row: &RowCtx<'_>,
@@ -71,10 +105,10 @@ pub(super) fn hint_values<E: KvElement>(
     if let Some(block) = read_block(row, b, bs) {
         let values = kv.values(layer, block);
         for slot in 0..bs.min(row.pos + 1 - b * bs) {
-            prefetch(values, slot * kv_dim + kv_off, hd);
+            prefetch_into::<_, LEVEL>(values, slot * kv_dim + kv_off, hd);
         }
         if E::SCALED {
-            prefetch(kv.value_scales(layer, block), kv_off / hd * bs, bs);
+            prefetch_into::<_, LEVEL>(kv.value_scales(layer, block), kv_off / hd * bs, bs);
         }
     }
 }

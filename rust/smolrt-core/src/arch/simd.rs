@@ -33,9 +33,26 @@ pub fn kernel_features() -> Vec<&'static str> {
 /// byte to the one holding its last; past the end of `blocks` it does nothing.
 #[inline(always)]
 pub(crate) fn prefetch<B>(blocks: &[B], start: usize, len: usize) {
+    prefetch_into::<B, TO_L1>(blocks, start, len)
+}
+
+/// A hint that brings its lines into every cache level (`_MM_HINT_T0`): for data read next.
+pub(crate) const TO_L1: i32 = 3;
+/// A hint that stops at L2 (`_MM_HINT_T1`): for data read a while later. It leaves L1's few
+/// outstanding-miss slots and its 32-48 KB to what is read next, so many more lines can be on
+/// their way at once.
+pub(crate) const TO_L2: i32 = 2;
+
+#[cfg(target_arch = "x86_64")]
+const _: () =
+    assert!(TO_L1 == std::arch::x86_64::_MM_HINT_T0 && TO_L2 == std::arch::x86_64::_MM_HINT_T1);
+
+/// [`prefetch`] into the cache level `LEVEL` names ([`TO_L1`] or [`TO_L2`]).
+#[inline(always)]
+pub(crate) fn prefetch_into<B, const LEVEL: i32>(blocks: &[B], start: usize, len: usize) {
     #[cfg(target_arch = "x86_64")]
     {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        use std::arch::x86_64::_mm_prefetch;
         let end = (start + len).min(blocks.len());
         if start >= end {
             return;
@@ -48,7 +65,7 @@ pub(crate) fn prefetch<B>(blocks: &[B], start: usize, len: usize) {
         let mut line = (base + start * size) & !63;
         while line <= last {
             // SAFETY: prefetch never faults; the address is never dereferenced.
-            unsafe { _mm_prefetch(line as *const i8, _MM_HINT_T0) };
+            unsafe { _mm_prefetch::<LEVEL>(line as *const i8) };
             line += 64;
         }
     }
