@@ -1,20 +1,22 @@
 //! Asking the OS for 2 MiB pages under the big buffers every step reads: the packed weights (about
-//! 100 MB, streamed once per step) and the KV pool (read a few KB at a time from scattered
-//! blocks).
+//! 100 MB, streamed once per step, in the chunks of `weight_arena`) and the KV pool (read a few KB
+//! at a time from scattered blocks).
 //!
 //! With 4 KiB pages a decode step touches some 25,000 distinct pages, far past what the TLBs
 //! hold, so page walks (two-dimensional ones under a hypervisor) stall the loads; Linux hands out
 //! transparent huge pages only to memory that asks for them (`enabled = madvise`, the common
 //! default). Measured on the default model, 2 threads (forward_speed, interleaved best of 6-8,
 //! two sessions): eight-row decode 1625 → 1688 and 1665 → 1754 tok/s; one row and prefill
-//! within the noise.
+//! within the noise. (Those runs advised each weight matrix's own buffer, which is too small
+//! to hold a whole aligned huge page: the advice reached only the output head and the KV pool.
+//! The arena's one-row gain is in `weight_arena`.)
 //!
 //! The advice must come before the pages are first written: a page the process has touched
 //! stays small until khugepaged gets to it. It is only advice: where THP is off, or on other
 //! systems, nothing changes but the speed.
 
 /// The size of a transparent huge page on x86-64 and most aarch64 kernels.
-const HUGE_PAGE: usize = 2 << 20;
+pub(crate) const HUGE_PAGE: usize = 2 << 20;
 
 /// Advises huge pages for the whole 2 MiB pages inside `buf` (its memory, written or not: pass
 /// a `Vec`'s spare capacity before filling it). A buffer under 2 MiB has none.

@@ -9,6 +9,7 @@ use super::panels::{PanelBlock, PanelMatrix, PANEL};
 use super::q4_1::Q4_1Panel;
 use super::q4_1::{self, Q4_1Matrix};
 use super::q8_0::{Q8_0Matrix, Q8_0Panel};
+use super::weight_arena::WeightArena;
 
 const FIXTURE: &str = include_str!("testdata/kernel_blocks.txt");
 
@@ -87,7 +88,7 @@ fn dequantizers_match_gguf_bit_for_bit() {
 fn check_lanes<P: PanelBlock>(kind: &str) {
     let (n_out, bpr) = (21, 2);
     let (bytes, weights, _) = fixture_matrix(kind, n_out, bpr);
-    let m = PanelMatrix::<P>::from_bytes(&bytes, n_out, bpr * QK).unwrap();
+    let m = PanelMatrix::<P>::from_bytes(&mut WeightArena::new(), &bytes, n_out, bpr * QK).unwrap();
     let mut row = vec![0f32; bpr * QK];
     for r in 0..n_out {
         assert!(m.dequantize_row(r, &mut row));
@@ -209,7 +210,8 @@ fn check_matmul(
 fn check_panel_matmul<P: PanelBlock>(kind: &str, has_min: bool) {
     for isa in isa::available() {
         check_matmul(kind, has_min, |bytes, n_out, n_in, x, rows| {
-            let m = PanelMatrix::<P>::from_bytes(bytes, n_out, n_in).unwrap();
+            let m =
+                PanelMatrix::<P>::from_bytes(&mut WeightArena::new(), bytes, n_out, n_in).unwrap();
             assert_eq!((m.n_out(), m.n_in()), (n_out, n_in));
             m.matmul_with(isa, x, rows)
         });
@@ -234,7 +236,7 @@ fn check_isas_agree<P: PanelBlock>(kind: &str) {
     for (n_out, bpr) in [(13, 3), (48, 5)] {
         let n_in = bpr * QK;
         let (bytes, _, _) = fixture_matrix(kind, n_out, bpr);
-        let m = PanelMatrix::<P>::from_bytes(&bytes, n_out, n_in).unwrap();
+        let m = PanelMatrix::<P>::from_bytes(&mut WeightArena::new(), &bytes, n_out, n_in).unwrap();
         let (x, rows) = fixture_activations(bpr);
         // more rows than the fixture has: repeat it, scaled so the repeats quantize differently
         let x: Vec<f32> = (0..3)
@@ -263,8 +265,8 @@ fn kernels_agree_bit_for_bit_across_instruction_sets() {
 
 #[test]
 fn rejects_wrong_sizes() {
-    assert!(Q4_1Matrix::from_bytes(&[0; 40], 1, 48).is_err());
-    assert!(Q4_1Matrix::from_bytes(&[0; 39], 1, 64).is_err());
-    assert!(Q8_0Matrix::from_bytes(&[0; 67], 1, 64).is_err());
-    assert!(Q8_0Matrix::from_bytes(&[0; 68], 1, 64).is_ok());
+    assert!(Q4_1Matrix::from_bytes(&mut WeightArena::new(), &[0; 40], 1, 48).is_err());
+    assert!(Q4_1Matrix::from_bytes(&mut WeightArena::new(), &[0; 39], 1, 64).is_err());
+    assert!(Q8_0Matrix::from_bytes(&mut WeightArena::new(), &[0; 67], 1, 64).is_err());
+    assert!(Q8_0Matrix::from_bytes(&mut WeightArena::new(), &[0; 68], 1, 64).is_ok());
 }

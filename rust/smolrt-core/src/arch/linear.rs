@@ -14,6 +14,7 @@ use super::isa::isa;
 use super::matmul_io::{Input, Output};
 use super::q4_1::Q4_1Matrix;
 use super::q8_0::Q8_0Matrix;
+use super::weight_arena::WeightArena;
 use crate::gguf::GgufFile;
 use crate::{Error, Result};
 
@@ -97,7 +98,12 @@ impl Linear {
 
     /// Loads the named matrices, each expected as `[n_out_i, n_in]` (ggml dims `[n_in, n_out_i]`),
     /// fused into one when they share a quantized type.
-    pub(crate) fn load(file: &GgufFile, parts: &[(&str, usize)], n_in: usize) -> Result<Self> {
+    pub(crate) fn load(
+        arena: &mut WeightArena,
+        file: &GgufFile,
+        parts: &[(&str, usize)],
+        n_in: usize,
+    ) -> Result<Self> {
         let mut infos = Vec::with_capacity(parts.len());
         for &(name, n_out) in parts {
             let info = file
@@ -119,7 +125,7 @@ impl Linear {
         let parts = match dtype {
             Some(dtype) if fusable => {
                 let datas: Vec<&[u8]> = infos.iter().map(|i| file.tensor_data(i)).collect();
-                let weight = match ours(dtype, &datas.concat(), n_out, n_in)? {
+                let weight = match ours(arena, dtype, &datas.concat(), n_out, n_in)? {
                     Some(kernel) => kernel,
                     None => Kernel::Candle(Arc::new(stack_rows(dtype, &datas, n_out, n_in)?)),
                 };
@@ -129,7 +135,7 @@ impl Linear {
                 let mut loaded = Vec::with_capacity(parts.len());
                 for (&(name, part_out), info) in parts.iter().zip(&infos) {
                     let data = file.tensor_data(info);
-                    let weight = match ours(info.dtype, data, part_out, n_in)? {
+                    let weight = match ours(arena, info.dtype, data, part_out, n_in)? {
                         Some(kernel) => kernel,
                         None => Kernel::Candle(Arc::new(file.qtensor(name)?)),
                     };
@@ -209,11 +215,19 @@ fn candle_matmul(weight: &QTensor, x: Vec<f32>, rows: usize, n_in: usize) -> Res
 }
 
 /// Our kernel for `dtype`, when we have one.
-fn ours(dtype: GgmlDType, data: &[u8], n_out: usize, n_in: usize) -> Result<Option<Kernel>> {
+fn ours(
+    arena: &mut WeightArena,
+    dtype: GgmlDType,
+    data: &[u8],
+    n_out: usize,
+    n_in: usize,
+) -> Result<Option<Kernel>> {
     Ok(match dtype {
-        GgmlDType::Q4_1 => Some(Kernel::Q4_1(Q4_1Matrix::from_bytes(data, n_out, n_in)?)),
+        GgmlDType::Q4_1 => Some(Kernel::Q4_1(Q4_1Matrix::from_bytes(
+            arena, data, n_out, n_in,
+        )?)),
         GgmlDType::Q8_0 => Some(Kernel::Q8_0(Arc::new(Q8_0Matrix::from_bytes(
-            data, n_out, n_in,
+            arena, data, n_out, n_in,
         )?))),
         _ => None,
     })

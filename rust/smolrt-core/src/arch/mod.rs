@@ -28,6 +28,7 @@ mod q4_1_simd;
 mod q8_0;
 mod q8_0_simd;
 mod simd;
+mod weight_arena;
 mod weights;
 
 #[cfg(test)]

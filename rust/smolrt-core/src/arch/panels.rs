@@ -12,10 +12,10 @@
 use std::cell::RefCell;
 
 use super::act_blocks::{quantize_row_into, ActBlock, QK};
-use super::huge_pages;
 use super::isa::Isa;
 use super::matmul_io::{accumulate, store, Input, Output};
 use super::pool::{two_phases, SharedMut, Split};
+use super::weight_arena::{Packed, WeightArena};
 use crate::{Error, Result};
 
 /// Weight rows per panel: 16 lanes of 32 bits fill one AVX-512 register.
@@ -101,14 +101,19 @@ const ROWS_PER_ITEM: usize = 16;
 
 pub(crate) struct PanelMatrix<P> {
     /// Group `g` (weight rows `16g..16g+16`) is `panels[g * bpr..(g + 1) * bpr]`.
-    panels: Vec<P>,
+    panels: Packed<P>,
     n_out: usize,
     n_in: usize,
 }
 
 impl<P: PanelBlock> PanelMatrix<P> {
-    /// Packs `n_out` rows of `n_in` values from GGUF bytes (rows back to back).
-    pub(crate) fn from_bytes(data: &[u8], n_out: usize, n_in: usize) -> Result<Self> {
+    /// Packs `n_out` rows of `n_in` values from GGUF bytes (rows back to back) into `arena`.
+    pub(crate) fn from_bytes(
+        arena: &mut WeightArena,
+        data: &[u8],
+        n_out: usize,
+        n_in: usize,
+    ) -> Result<Self> {
         if n_in == 0 || !n_in.is_multiple_of(QK) {
             return Err(Error::model_load(format!(
                 "{} row length {n_in} is not a positive multiple of {QK}",
@@ -127,21 +132,19 @@ impl<P: PanelBlock> PanelMatrix<P> {
         }
         let zero = vec![0u8; P::BYTES];
         let groups = n_out.div_ceil(PANEL);
-        let mut panels = Vec::with_capacity(groups * bpr);
-        huge_pages::advise(panels.spare_capacity_mut());
-        for g in 0..groups {
-            for i in 0..bpr {
-                panels.push(P::pack(std::array::from_fn(|c| {
-                    let row = g * PANEL + c;
-                    if row < n_out {
-                        let at = row * row_bytes + i * P::BYTES;
-                        &data[at..at + P::BYTES]
-                    } else {
-                        &zero[..]
-                    }
-                })));
-            }
-        }
+        let pack = |g: usize, i: usize| {
+            P::pack(std::array::from_fn(|c| {
+                let row = g * PANEL + c;
+                if row < n_out {
+                    let at = row * row_bytes + i * P::BYTES;
+                    &data[at..at + P::BYTES]
+                } else {
+                    &zero[..]
+                }
+            }))
+        };
+        let all = (0..groups).flat_map(|g| (0..bpr).map(move |i| (g, i)));
+        let panels = arena.collect(groups * bpr, all.map(|(g, i)| pack(g, i)));
         Ok(Self {
             panels,
             n_out,

@@ -7,6 +7,7 @@ use candle_core::Device;
 use super::embedding::{Embedding, Table};
 use super::linear::Linear;
 use super::q8_0::Q8_0Matrix;
+use super::weight_arena::WeightArena;
 use crate::config::ModelConfig;
 use crate::gguf::{GgmlDType, GgufFile};
 use crate::{Error, Result};
@@ -33,7 +34,9 @@ impl Weights {
     pub(crate) fn load(file: &GgufFile, cfg: &ModelConfig) -> Result<Self> {
         let q_dim = cfg.n_head * cfg.head_dim;
         let kv_dim = cfg.n_head_kv * cfg.head_dim;
-        let embedding = Embedding::new(embedding_table(file)?, cfg.vocab_size, cfg.n_embd)?;
+        // every packed matrix in one arena, on huge pages (see `weight_arena`)
+        let arena = &mut WeightArena::new();
+        let embedding = Embedding::new(embedding_table(arena, file)?, cfg.vocab_size, cfg.n_embd)?;
         let mut layers = Vec::with_capacity(cfg.n_layer);
         for il in 0..cfg.n_layer {
             let name = |t: &str| format!("blk.{il}.{t}.weight");
@@ -41,11 +44,26 @@ impl Weights {
             let (gate, up) = (name("ffn_gate"), name("ffn_up"));
             layers.push(LayerWeights {
                 attn_norm: norm(file, &name("attn_norm"), cfg.n_embd)?,
-                qkv: Linear::load(file, &[(&q, q_dim), (&k, kv_dim), (&v, kv_dim)], cfg.n_embd)?,
-                attn_output: Linear::load(file, &[(&name("attn_output"), cfg.n_embd)], q_dim)?,
+                qkv: Linear::load(
+                    arena,
+                    file,
+                    &[(&q, q_dim), (&k, kv_dim), (&v, kv_dim)],
+                    cfg.n_embd,
+                )?,
+                attn_output: Linear::load(
+                    arena,
+                    file,
+                    &[(&name("attn_output"), cfg.n_embd)],
+                    q_dim,
+                )?,
                 ffn_norm: norm(file, &name("ffn_norm"), cfg.n_embd)?,
-                gate_up: Linear::load(file, &[(&gate, cfg.n_ff), (&up, cfg.n_ff)], cfg.n_embd)?,
-                down: Linear::load(file, &[(&name("ffn_down"), cfg.n_embd)], cfg.n_ff)?,
+                gate_up: Linear::load(
+                    arena,
+                    file,
+                    &[(&gate, cfg.n_ff), (&up, cfg.n_ff)],
+                    cfg.n_embd,
+                )?,
+                down: Linear::load(arena, file, &[(&name("ffn_down"), cfg.n_embd)], cfg.n_ff)?,
             });
         }
         let output = if cfg.tied_embeddings {
@@ -54,7 +72,12 @@ impl Weights {
                 Table::Candle(t) => Linear::from_qtensor(t.clone())?,
             }
         } else {
-            Linear::load(file, &[("output.weight", cfg.vocab_size)], cfg.n_embd)?
+            Linear::load(
+                arena,
+                file,
+                &[("output.weight", cfg.vocab_size)],
+                cfg.n_embd,
+            )?
         };
         Ok(Self {
             embedding,
@@ -67,13 +90,14 @@ impl Weights {
 
 /// The token table, in our Q8_0 form when it is Q8_0 (so the tied output projection runs on
 /// our kernel), else as a candle tensor.
-fn embedding_table(file: &GgufFile) -> Result<Table> {
+fn embedding_table(arena: &mut WeightArena, file: &GgufFile) -> Result<Table> {
     let name = "token_embd.weight";
     let info = file
         .tensor_info(name)
         .ok_or_else(|| Error::model_load(format!("missing tensor {name}")))?;
     match (info.dtype, info.dims.as_slice()) {
         (GgmlDType::Q8_0, &[n_in, n_out]) => Ok(Table::Q8_0(Arc::new(Q8_0Matrix::from_bytes(
+            arena,
             file.tensor_data(info),
             n_out,
             n_in,
