@@ -166,6 +166,9 @@ mod tests {
         let big = arena.collect(CHUNK / 4 + 3, (0..).map(|i: u32| i));
         let after = arena.collect(5, [7u8; 5]);
         drop(arena);
+        // a chunk starts on a huge-page boundary, so the advice covers it from its first byte
+        assert_eq!(small[0].as_ptr() as usize % HUGE_PAGE, 0);
+        assert_eq!(big.as_ptr() as usize % HUGE_PAGE, 0);
         for (m, p) in small.iter().enumerate() {
             assert_eq!(p.len(), 37);
             assert_eq!(p.as_ptr() as usize % 64, 0);
