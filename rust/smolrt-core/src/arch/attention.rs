@@ -4,12 +4,11 @@
 use half::f16;
 
 use super::attention_chunks::Plan;
-use super::attention_hints::{hint_score_pass, hint_values, prefetch_kv_head, HINT_BLOCKS_AHEAD};
+use super::attention_hints::{hint_score_pass, hint_value_pass, prefetch_kv_head};
 use super::isa::{isa, Isa};
 use super::lanes::{LaneSource, Lanes, Lanes16, LANES};
 use super::ops::{axpy, copy_prefix};
 use super::pool::{for_each_index, SharedMut};
-use super::simd::TO_L1;
 use crate::kv::{KvBlockPool, KvElement, KvView};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -472,7 +471,7 @@ unsafe fn group_attention_avx512<E: LaneSource, const G: usize>(
         );
         for (b, &block) in row.blocks.iter().enumerate().take(n_blocks) {
             if hints && c == 0 {
-                hint_values::<E, TO_L1>(kv, layer, row, b + HINT_BLOCKS_AHEAD, kv_off, hd);
+                hint_value_pass(kv, layer, row, b, kv_off, hd);
             }
             let values = kv.values(layer, block);
             let value_scales = if E::SCALED {
@@ -526,7 +525,7 @@ unsafe fn group_attention_avx512<E: LaneSource, const G: usize>(
 /// value vector of kv head `kv_head` at each cached position, from its dimension `c` to the end
 /// of the position's row; for a scaled type the weight is multiplied by the vector's scale.
 /// With `hint` = (kv offset, head size), each block hints in that head's values
-/// `HINT_BLOCKS_AHEAD` blocks on.
+/// `attention_hints::HINT_BLOCKS_AHEAD` blocks on.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn for_each_value<E: KvElement>(
@@ -544,7 +543,7 @@ fn for_each_value<E: KvElement>(
     let n_pos = row.pos + 1;
     for (b, &block) in row.blocks.iter().enumerate().take(n_pos.div_ceil(bs)) {
         if let Some((kv_off, hd)) = hint {
-            hint_values::<E, TO_L1>(kv, layer, row, b + HINT_BLOCKS_AHEAD, kv_off, hd);
+            hint_value_pass(kv, layer, row, b, kv_off, hd);
         }
         let values = kv.values(layer, block);
         let base = b * bs;

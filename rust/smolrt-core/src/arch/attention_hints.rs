@@ -12,7 +12,7 @@ use crate::kv::{KvElement, KvView};
 /// 6-134 positions 1,851 → 1,937 (2 blocks ahead gained less than 4, 6 and 8 no more). Hinting
 /// a long context all at once asked for more lines than the cache keeps: at 1,024 positions a kv
 /// head's keys and values are 256 KB, L1 is 48 KB.
-pub(super) const HINT_BLOCKS_AHEAD: usize = 4;
+const HINT_BLOCKS_AHEAD: usize = 4;
 
 /// Blocks ahead of the score pass that its keys are hinted into L2 only (see
 /// [`hint_score_pass`]).
@@ -47,9 +47,23 @@ pub(super) fn hint_score_pass<E: KvElement>(
     hint_values::<E, TO_L2>(kv, layer, row, b + HINT_BLOCKS_AHEAD, kv_off, hd);
 }
 
+/// The hint of the weighted sum at block `b` of a unit: that head's values of block
+/// `b + HINT_BLOCKS_AHEAD` on into L1 (the score pass brought them into L2).
+#[inline(always)]
+pub(super) fn hint_value_pass<E: KvElement>(
+    kv: &KvView<'_, E>,
+    layer: usize,
+    row: &RowCtx<'_>,
+    b: usize,
+    kv_off: usize,
+    hd: usize,
+) {
+    hint_values::<E, TO_L1>(kv, layer, row, b + HINT_BLOCKS_AHEAD, kv_off, hd);
+}
+
 /// Hints in the cache lines of the first [`HINT_BLOCKS_AHEAD`] blocks of one kv head's keys and
 /// values that a row reads, before it reads any; the kernels hint each later block that far
-/// ahead as they go (`hint_keys`, `hint_values`). A unit reads a few KB from each of its
+/// ahead as they go (`hint_score_pass`, `hint_value_pass`). A unit reads a few KB from each of its
 /// sequence's blocks, and each block's tile lies elsewhere in the pool, long evicted by the
 /// step's weight stream: read in order, every block starts with a wait on memory that the
 /// hardware prefetcher cannot see coming (perf put three quarters of attention's samples on its
@@ -93,7 +107,7 @@ fn hint_keys<E: KvElement, const LEVEL: i32>(
 /// Hints in one kv head's values (`hd` from `kv_off` in each position's row) of the row's block
 /// `b` (nothing past the row's last block), into the cache level `LEVEL` names.
 #[inline(always)]
-pub(super) fn hint_values<E: KvElement, const LEVEL: i32>(
+fn hint_values<E: KvElement, const LEVEL: i32>(
     kv: &KvView<'_, E>,
     layer: usize,
     row: &RowCtx<'_>,
