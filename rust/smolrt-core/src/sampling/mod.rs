@@ -7,6 +7,7 @@
 //!
 //! Depends on nothing in the crate but [`crate::error`].
 
+mod dense;
 mod logprobs;
 mod params;
 mod penalties;

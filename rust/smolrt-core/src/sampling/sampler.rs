@@ -22,6 +22,7 @@
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
+use super::dense::DenseWeights;
 use super::logprobs::{top_logprobs, LogNormaliser};
 use super::params::SamplingParams;
 use super::penalties::{apply_logit_bias, Penalties};
@@ -51,7 +52,7 @@ pub struct Sampler {
     rng: StdRng,
     /// Reused between calls so a step allocates nothing (except a requested top-logprobs list).
     candidates: Vec<Candidate>,
-    weights: Vec<f32>,
+    weights: DenseWeights,
     penalty_scratch: Vec<u32>,
 }
 
@@ -70,7 +71,7 @@ impl Sampler {
             seed,
             rng: StdRng::seed_from_u64(seed),
             candidates: Vec::new(),
-            weights: Vec::new(),
+            weights: DenseWeights::default(),
             penalty_scratch: Vec::new(),
         }
     }
@@ -153,28 +154,22 @@ impl Sampler {
             total = truncation::sum(cands);
         } else {
             let w = &mut self.weights;
-            weights::fill_weights(logits, max, t, w);
+            w.fill(logits, max, t);
             if !use_top_p {
                 if use_min_p {
                     // The maximum's weight is exactly 1, so min_p itself is the threshold.
-                    truncation::min_p_dense(w, p.min_p);
+                    w.drop_below(p.min_p);
                 }
                 // Renormalising is folded into the draw: scale the uniform by the kept mass.
-                let target = self.rng.random::<f64>() * weights::total(w);
-                return weights::draw_dense(w, target).map(|i| i as u32);
+                let target = self.rng.random::<f64>() * w.total();
+                return w.draw(target).map(|i| i as u32);
             }
-            total = weights::total(w);
-            // Tokens below `cut` weigh less than (1 - top_p) of the total all together, so the
-            // nucleus never needs them; dropping them up front spares sorting the long tail.
-            // Halved to stay on the safe side of rounding.
+            total = w.total();
+            // Only tokens at or above the level where the weights reach top_p of the total can
+            // be in the nucleus; and never those below `cut`: all of them together weigh less
+            // than (1 - top_p) of the total (halved to stay on the safe side of rounding).
             let cut = (0.5 * (1.0 - f64::from(p.top_p)) * total / w.len() as f64) as f32;
-            cands.clear();
-            cands.extend(
-                w.iter()
-                    .enumerate()
-                    .filter(|(_, &x)| x > 0.0 && x >= cut)
-                    .map(|(i, &x)| (i as u32, x)),
-            );
+            w.nucleus_candidates(f64::from(p.top_p) * total, cut, cands);
         }
         if use_top_p {
             truncation::top_p(cands, p.top_p, total);

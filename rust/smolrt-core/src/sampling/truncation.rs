@@ -117,15 +117,6 @@ pub(crate) fn min_p(cands: &mut Vec<Candidate>, min_p: f32) {
     cands.retain(|c| c.1 >= threshold);
 }
 
-/// [`min_p`] on a dense weight vector whose maximum is 1: zeroes instead of removing.
-pub(crate) fn min_p_dense(weights: &mut [f32], min_p: f32) {
-    for w in weights {
-        if *w < min_p {
-            *w = 0.0;
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -204,8 +195,5 @@ mod tests {
         let mut c = vec![(0, 0.5), (1, 0.3), (2, 0.1), (3, 0.05), (4, 0.05)];
         min_p(&mut c, 0.2);
         assert_eq!(ids(&c), vec![0, 1, 2]);
-        let mut w = [1.0, 0.6, 0.2, 0.1];
-        min_p_dense(&mut w, 0.2);
-        assert_eq!(w, [1.0, 0.6, 0.2, 0.0]);
     }
 }
