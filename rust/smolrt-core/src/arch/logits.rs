@@ -45,6 +45,21 @@ impl Logits {
         &mut self.values[range]
     }
 
+    /// Every item's rows, writable, in item order: separate slices, so each can go to a
+    /// different thread.
+    pub fn items_mut(&mut self) -> Vec<&mut [f32]> {
+        let mut rest = self.values.as_mut_slice();
+        let mut start = 0;
+        let mut items = Vec::with_capacity(self.ends.len());
+        for &end in &self.ends {
+            let (item, tail) = std::mem::take(&mut rest).split_at_mut((end - start) * self.vocab);
+            items.push(item);
+            rest = tail;
+            start = end;
+        }
+        items
+    }
+
     /// Item `i`'s rows as an owned vector.
     pub fn to_item_vec(&self, i: usize) -> Vec<f32> {
         self.item(i).to_vec()
@@ -78,6 +93,9 @@ mod tests {
         assert_eq!(logits.item(0), &[0.0, 1.0, 2.0]);
         assert_eq!(logits.item(1), &[3.0, 4.0, 5.0, 6.0, 7.0, 8.0]);
         logits.item_mut(2)[0] = -1.0;
+        let items = logits.items_mut();
+        assert_eq!(items.iter().map(|r| r.len()).collect::<Vec<_>>(), [3, 6, 3]);
+        assert_eq!(items[2][0], -1.0);
         assert_eq!(logits.to_item_vec(2), vec![-1.0, 10.0, 11.0]);
         // reused for a smaller batch: the old items are gone
         logits.buffer_for(3, &[1]).truncate(3);

@@ -36,5 +36,6 @@ mod kernel_tests;
 
 pub use llama::{BatchItem, Model};
 pub use logits::Logits;
+pub(crate) use pool::for_each_mut;
 pub use simd::kernel_features;
 pub(crate) use simd::prefetch;

@@ -60,6 +60,24 @@ pub(crate) fn for_each_piece<S>(
     });
 }
 
+/// Runs `f(item)` for every item of `items` on the pool, each exactly once (in place for a
+/// single item: a pool round trip would cost more than it spreads).
+pub(crate) fn for_each_mut<T: Send + Sync>(items: &mut [T], f: impl Fn(&mut T) + Sync) {
+    if items.len() < 2 {
+        items.iter_mut().for_each(f);
+        return;
+    }
+    let shared = SharedMut::new(items);
+    for_each_index(
+        shared.len,
+        || (),
+        |_, i| {
+            // SAFETY: each index comes once, so no two threads hold the same item.
+            f(&mut unsafe { shared.slice_mut(i, 1) }[0])
+        },
+    );
+}
+
 /// Runs `f(state, i)` for every `i < n` on the pool, each exactly once; `init` makes one
 /// `state` per thread that takes any index (scratch buffers). For loops whose items write
 /// wherever they own (several buffers, through [`SharedMut`]) rather than a piece of one.
@@ -318,6 +336,15 @@ mod tests {
             },
         );
         assert_eq!(runs.load(Ordering::Relaxed), 5);
+    }
+
+    #[test]
+    fn every_item_once() {
+        for n in [0usize, 1, 2, 9, 100] {
+            let mut items = vec![0u32; n];
+            for_each_mut(&mut items, |x| *x += 1);
+            assert!(items.iter().all(|&x| x == 1), "n = {n}");
+        }
     }
 
     #[test]

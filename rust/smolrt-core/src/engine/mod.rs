@@ -21,11 +21,12 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::arch::{BatchItem, Logits, Model};
+use crate::arch::{for_each_mut, BatchItem, Logits, Model};
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
 use crate::gguf::GgufFile;
 use crate::kv::{KvBlockPool, SeqKv};
+use crate::sampling::Sampled;
 use crate::tokenizer::Tokenizer;
 use resident::{common_prefix, reserve_evicting, ResidentStore};
 use sequence::{Phase, Sequence};
@@ -281,15 +282,29 @@ impl Engine {
             return Ok(events);
         }
 
-        for (i, (mut seq, start, len)) in batch.into_iter().enumerate() {
+        // Every sequence past its prompt samples its next token; they touch only their own
+        // sequence and logits row, so a batch samples on the pool (at temperature > 0 a draw
+        // reads the whole vocabulary, 30-50 us a row, and the other core waited for it).
+        let mut sampled: Vec<Option<Sampled>> = vec![None; batch.len()];
+        {
+            let mut draws: Vec<_> = batch
+                .iter_mut()
+                .zip(self.logits.items_mut())
+                .zip(sampled.iter_mut())
+                .filter(|(((seq, start, len), _), _)| start + len >= seq.tokens.len())
+                .collect();
+            for_each_mut(&mut draws, |(((seq, _, _), row), out)| {
+                **out = Some(seq.sample(row));
+            });
+        }
+        for ((mut seq, start, len), sampled) in batch.into_iter().zip(sampled) {
             seq.fed = start + len;
-            if seq.fed < seq.tokens.len() {
+            let Some(sampled) = sampled else {
                 // Prefill still has prompt tokens to ingest: nothing to sample yet.
                 self.seqs.insert(seq.id, seq);
                 continue;
-            }
-            let row = self.logits.item_mut(i);
-            let finished = seq.on_logits(row, &self.tokenizer, &mut events);
+            };
+            let finished = seq.on_sampled(sampled, &self.tokenizer, &mut events);
             if finished {
                 self.retire(seq);
             } else {

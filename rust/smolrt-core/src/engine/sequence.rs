@@ -10,7 +10,7 @@ use super::options::GenerationRequest;
 use super::SeqId;
 use crate::error::Error;
 use crate::kv::SeqKv;
-use crate::sampling::{Sampler, StopStringMatcher};
+use crate::sampling::{Sampled, Sampler, StopStringMatcher};
 use crate::tokenizer::{IncrementalDecoder, Tokenizer};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,15 +101,21 @@ impl Sequence {
         self.tokens.len() - self.prompt_len
     }
 
-    /// Sample the next token from the logits after the last fed token, push its events, and
-    /// return whether the sequence has finished.
-    pub fn on_logits(
+    /// Samples the next token from the logits after the last fed token (scratch: penalties
+    /// are applied in place). Touches only this sequence, so a batch's sequences sample in
+    /// parallel; [`on_sampled`](Self::on_sampled) then takes the token.
+    pub fn sample(&mut self, logits: &mut [f32]) -> Sampled {
+        self.sampler.sample(logits, &self.tokens)
+    }
+
+    /// Takes the token [`sample`](Self::sample) drew: pushes its events and returns whether
+    /// the sequence has finished.
+    pub fn on_sampled(
         &mut self,
-        logits: &mut [f32],
+        sampled: Sampled,
         tokenizer: &Tokenizer,
         events: &mut Vec<Event>,
     ) -> bool {
-        let sampled = self.sampler.sample(logits, &self.tokens);
         if self.first_token.is_none() {
             self.first_token = Some(Instant::now());
         }
