@@ -43,6 +43,11 @@ pub(crate) fn top_k(logits: &[f32], k: usize, out: &mut Vec<Candidate>) {
 
 /// Fills `out` with the `n` highest valid logits, best first, ties to the lower id, in one pass
 /// with a sorted buffer of at most `n` entries.
+///
+/// The pass tests the logits a group of [`SCAN_GROUP`] at a time: one vectorised comparison of
+/// the group with the bar skips the groups where no logit gets in (nearly all of them once the
+/// buffer is full), and only the others go through one by one. One comparison per
+/// token took 30 us a draw on 49,152 logits.
 pub(crate) fn top_n(logits: &[f32], n: usize, out: &mut Vec<Candidate>) {
     out.clear();
     if n == 0 {
@@ -51,8 +56,8 @@ pub(crate) fn top_n(logits: &[f32], n: usize, out: &mut Vec<Candidate>) {
     // What a logit must beat to get in: the worst kept entry once the buffer is full. Ids
     // arrive in ascending order, so an equal logit loses the tie; NaN never beats anything.
     let mut bar = f32::NEG_INFINITY;
-    for (id, &x) in logits.iter().enumerate() {
-        if x > bar {
+    let mut offer = |id: usize, x: f32, bar: &mut f32| {
+        if x > *bar {
             if out.len() == n {
                 out.pop();
             }
@@ -60,11 +65,27 @@ pub(crate) fn top_n(logits: &[f32], n: usize, out: &mut Vec<Candidate>) {
             let at = out.partition_point(|&(_, y)| y >= x);
             out.insert(at, (id as u32, x));
             if out.len() == n {
-                bar = out[n - 1].1;
+                *bar = out[n - 1].1;
+            }
+        }
+    };
+    let mut groups = logits.chunks_exact(SCAN_GROUP);
+    for (g, group) in groups.by_ref().enumerate() {
+        // Without short-circuiting, so it vectorises; NaN compares false, as in `offer`.
+        if group.iter().fold(false, |any, &x| any | (x > bar)) {
+            for (j, &x) in group.iter().enumerate() {
+                offer(g * SCAN_GROUP + j, x, &mut bar);
             }
         }
     }
+    let base = logits.len() - groups.remainder().len();
+    for (j, &x) in groups.remainder().iter().enumerate() {
+        offer(base + j, x, &mut bar);
+    }
 }
+
+/// Logits [`top_n`] tests at once.
+const SCAN_GROUP: usize = 16;
 
 /// Keeps the smallest most-likely set whose weights reach `p` of `total` (in no particular
 /// order).
@@ -149,6 +170,36 @@ mod tests {
         assert_eq!(ids(&c), vec![0, 1, 2, 3, 4]);
         top_k(&logits, 100, &mut c);
         assert_eq!(ids(&c), vec![0, 1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn top_n_matches_a_full_sort() {
+        // Many ties, some NaN and -inf, ascending stretches (the bar rises inside a group) and
+        // lengths that end in a partial group.
+        let mut x = 0x9e37_79b9_u32;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x
+        };
+        for len in [1usize, 15, 16, 17, 100, 1000, 4099] {
+            let logits: Vec<f32> = (0..len)
+                .map(|i| match next() % 50 {
+                    0 => f32::NAN,
+                    1 => f32::NEG_INFINITY,
+                    2..=9 => i as f32 * 0.01,
+                    r => (r % 13) as f32,
+                })
+                .collect();
+            let mut sorted: Vec<Candidate> = valid(&logits).collect();
+            sorted.sort_by(best_first);
+            for n in [1usize, 2, 5, 40, 64] {
+                let mut got = Vec::new();
+                top_n(&logits, n, &mut got);
+                assert_eq!(got, sorted[..n.min(sorted.len())], "len {len}, n {n}");
+            }
+        }
     }
 
     #[test]
