@@ -1,5 +1,5 @@
-//! Cache-line hints for attention's reads of the KV pool: a unit's first blocks before it
-//! starts, and each later block a few blocks ahead of the one it reads.
+//! Cache-line hints for attention's reads of the KV pool: a unit's first blocks into L2 before
+//! it starts, and each later block a few blocks ahead of the one it reads.
 
 use super::attention::RowCtx;
 use super::simd::{prefetch_into, TO_L1, TO_L2};
@@ -61,15 +61,24 @@ pub(super) fn hint_value_pass<E: KvElement>(
     hint_values::<E, TO_L1>(kv, layer, row, b + HINT_BLOCKS_AHEAD, kv_off, hd);
 }
 
-/// Hints in the cache lines of the first [`HINT_BLOCKS_AHEAD`] blocks of one kv head's keys and
-/// values that a row reads, before it reads any; the kernels hint each later block that far
-/// ahead as they go (`hint_score_pass`, `hint_value_pass`). A unit reads a few KB from each of its
-/// sequence's blocks, and each block's tile lies elsewhere in the pool, long evicted by the
-/// step's weight stream: read in order, every block starts with a wait on memory that the
-/// hardware prefetcher cannot see coming (perf put three quarters of attention's samples on its
-/// key and value loads). Asked for ahead, the waits overlap. Measured with forward_speed (2
-/// threads, interleaved best of 6): eight-row decode 1688 → 1749 tok/s. Every row hinting its
-/// whole context cost a 512-token prefill 6%, hence only the first row of a sequence's chunk.
+/// Hints in the cache lines of the first [`L2_KEY_BLOCKS_AHEAD`] blocks of one kv head's keys
+/// and values that a row reads, into L2, before it reads any; the kernels hint each later block
+/// as they go (`hint_score_pass`, `hint_value_pass`), and pull these on into L1 the same way. A
+/// unit reads a few KB from each of its sequence's blocks, and each block's tile lies elsewhere
+/// in the pool, long evicted by the step's weight stream: read in order, every block starts
+/// with a wait on memory that the hardware prefetcher cannot see coming (perf put three quarters
+/// of attention's samples on its key and value loads). Asked for ahead, the waits overlap.
+/// Every row hinting its whole context cost a 512-token prefill 6%, hence only the first row of
+/// a sequence's chunk.
+///
+/// Into L2, and 8 blocks: the first 4 blocks into L1 (256 lines at once, far more than L1 has
+/// miss slots for) stalled each unit's start. Measured with forward_speed (2 threads, warm KV,
+/// steps alternating between the two within one process, medians of 128 each): eight rows at
+/// 30-286 positions 7.99 → 7.56, 14.93 → 14.22 and 13.26 → 12.57 ms a step, at 92-348 8.74 →
+/// 8.21, at 512-768 21.64 → 18.69 and 14.29 → 12.78; one row at 1,024-1,280 positions 5.44 →
+/// 4.96 and 6.73 → 6.31, one row at 6-262 3.63 → 3.58 and 4.17 → 4.16. The first 4 blocks into
+/// L2 gained less at short contexts (2.5-4.9% against 4.8-5.4%), 16 blocks no more than 8, and
+/// the first block's keys into L1 besides nothing.
 pub(super) fn prefetch_kv_head<E: KvElement>(
     kv: &KvView<'_, E>,
     layer: usize,
@@ -77,9 +86,9 @@ pub(super) fn prefetch_kv_head<E: KvElement>(
     kv_off: usize,
     hd: usize,
 ) {
-    for b in 0..HINT_BLOCKS_AHEAD {
-        hint_keys::<E, TO_L1>(kv, layer, row, b, kv_off, hd);
-        hint_values::<E, TO_L1>(kv, layer, row, b, kv_off, hd);
+    for b in 0..L2_KEY_BLOCKS_AHEAD {
+        hint_keys::<E, TO_L2>(kv, layer, row, b, kv_off, hd);
+        hint_values::<E, TO_L2>(kv, layer, row, b, kv_off, hd);
     }
 }
 
