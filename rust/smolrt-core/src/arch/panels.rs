@@ -85,14 +85,19 @@ thread_local! {
     static ROW: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
-/// How far ahead of the panel it multiplies a kernel asks for weights, one panel's lines per
-/// loop iteration so the hints keep pace with the work. With several rows per weight byte a
-/// batched step runs near both the compute and the bandwidth limit and needs the weights asked
-/// for well ahead: ~40 KB (128 Q4_1 or 71 Q8_0 panels). A single row runs at the bandwidth
-/// limit, where hints far ahead only compete with the stream the hardware prefetcher already
-/// follows: ~4 KB (12 Q4_1 or 7 Q8_0 panels). Measured at `tile`.
+/// How far ahead of the panel it multiplies a kernel asks for weights (into L2, see
+/// `prefetch_ahead`), one panel's lines per loop iteration so the hints keep pace with the work.
+/// With several rows per weight byte a batched step runs near both the compute and the
+/// bandwidth limit and needs the weights asked for well ahead: ~40 KB (128 Q4_1 or 71 Q8_0
+/// panels). A single row runs at the bandwidth limit, where hints far ahead only compete with
+/// the stream the hardware prefetcher already follows: ~8 KB (25 Q4_1 or 14 Q8_0 panels; it
+/// was 4 KB while the hints went into L1). Measured at `tile`, and with the hints into L2 (steps
+/// alternating within one forward_speed process, medians, each pair in its own minute): one row
+/// 8 KB 3.30 ms a step against 4 KB's 3.47, 16 KB 3.81 against 3.94, 2 KB 3.95 against 3.60;
+/// eight rows 80 KB 12.08 against 40 KB's 11.84, 160 KB 7.32 against 7.24, 20 KB 7.95 against
+/// 8.00 (within the noise).
 const PREFETCH_BYTES: usize = 40 << 10;
-const PREFETCH_BYTES_ONE_ROW: usize = 4 << 10;
+const PREFETCH_BYTES_ONE_ROW: usize = 8 << 10;
 
 /// Activation rows per kernel call: each unpacked weight vector is reused this many times.
 const ROWS_PER_CALL: usize = 4;
