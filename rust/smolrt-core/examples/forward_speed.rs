@@ -10,6 +10,8 @@
 //! timing it (a serving engine's steady state: no first-touch page faults);
 //! `FORWARD_SPEED_CONTEXT=n` starts each decoding sequence from an n-token prompt.
 
+mod common;
+
 use std::time::Instant;
 
 use smolrt_core::arch::{BatchItem, Logits, Model};
@@ -28,10 +30,7 @@ fn argmax(xs: &[f32]) -> u32 {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let path = std::env::args()
-        .nth(1)
-        .or_else(|| std::env::var("SMOLRT_TEST_MODEL").ok())
-        .unwrap_or_else(|| "models/SmolLM2-135M-Instruct.Q4_1.gguf".into());
+    let path = common::model_path(std::env::args().nth(1));
     let file = GgufFile::open(&path)?;
     let cfg = ModelConfig::from_gguf(&file)?;
     let t0 = Instant::now();

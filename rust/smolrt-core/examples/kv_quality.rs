@@ -6,6 +6,8 @@
 //! text: the passage below, repeated to `KV_QUALITY_TOKENS` tokens, default 1024, so later
 //! positions attend over a long context).
 
+mod common;
+
 use smolrt_core::arch::{BatchItem, Model};
 use smolrt_core::config::ModelConfig;
 use smolrt_core::gguf::GgufFile;
@@ -34,10 +36,7 @@ green buoy that rings when the swell lifts it.";
 
 fn main() -> smolrt_core::Result<()> {
     let mut args = std::env::args().skip(1);
-    let path = args
-        .next()
-        .or_else(|| std::env::var("SMOLRT_TEST_MODEL").ok())
-        .unwrap_or_else(|| "models/SmolLM2-135M-Instruct.Q4_1.gguf".into());
+    let path = common::model_path(args.next());
     let text = match args.next() {
         Some(p) => std::fs::read_to_string(&p)
             .map_err(|e| smolrt_core::Error::invalid_request(format!("cannot read {p}: {e}")))?,

@@ -6,6 +6,8 @@
 //! (default: $SMOLRT_TEST_MODEL, else models/SmolLM2-135M-Instruct.Q4_1.gguf). Each setting
 //! runs over all 200 positions' logits five times; the best pass is reported.
 
+mod common;
+
 use std::time::Instant;
 
 use smolrt_core::arch::{BatchItem, Model};
@@ -33,10 +35,7 @@ fn sampler(temperature: f32, top_p: f32, top_k: u32, seed: u64) -> Sampler {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let path = std::env::args()
-        .nth(1)
-        .or_else(|| std::env::var("SMOLRT_TEST_MODEL").ok())
-        .unwrap_or_else(|| "models/SmolLM2-135M-Instruct.Q4_1.gguf".into());
+    let path = common::model_path(std::env::args().nth(1));
     let file = GgufFile::open(&path)?;
     let cfg = ModelConfig::from_gguf(&file)?;
     let model = Model::load(&file, &cfg)?;
