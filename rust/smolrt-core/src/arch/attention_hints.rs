@@ -62,9 +62,9 @@ pub(super) fn hint_value_pass<E: KvElement>(
 }
 
 /// Hints in the cache lines of the first [`L2_KEY_BLOCKS_AHEAD`] blocks of one kv head's keys
-/// and values that a row reads, into L2, before it reads any; the kernels hint each later block
-/// as they go (`hint_score_pass`, `hint_value_pass`), and pull these on into L1 the same way. A
-/// unit reads a few KB from each of its sequence's blocks, and each block's tile lies elsewhere
+/// and values that a row reads, into L2, before it reads any. The kernels read the first four
+/// from there, and as they go hint each later block into L1 four blocks ahead (and, into L2
+/// only, the keys eight ahead: `hint_score_pass`, `hint_value_pass`). A unit reads a few KB from each of its sequence's blocks, and each block's tile lies elsewhere
 /// in the pool, long evicted by the step's weight stream: read in order, every block starts
 /// with a wait on memory that the hardware prefetcher cannot see coming (perf put three quarters
 /// of attention's samples on its key and value loads). Asked for ahead, the waits overlap.

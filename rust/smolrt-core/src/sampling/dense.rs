@@ -16,9 +16,9 @@ use super::weights::{chunk_sum, exp_approx, CHUNK};
 /// those tokens (and if rounding says otherwise, the search gives up and keeps everything).
 const DEEPEST_LEVEL: i32 = 64;
 
-/// How much more than the goal, as a share of the total, the weights at or above a level must
-/// hold before the nucleus search trusts that level: its chunk-wise f32 sums and top-p's f64
-/// walk add in different orders, ~1e-6 apart at worst.
+/// How much more than the goal, as a share of it, the weights at or above a level must hold
+/// before the nucleus search trusts that level: its chunk-wise f32 sums (each good to ~1e-6,
+/// see `weights::CHUNK`) and top-p's f64 walk add in different orders.
 const MASS_MARGIN: f64 = 1e-5;
 
 /// Weights and their chunk summary, reused from token to token (a step allocates nothing).
@@ -125,11 +125,11 @@ impl DenseWeights {
 
     /// The tokens top-p with `goal` (of the `total()`) can keep, into `out` in id order: every
     /// weight at or above the highest level `2^-k` whose weights hold the goal (all weights
-    /// above `floor` when no level does). A few halving passes find that level, each reading
-    /// only the chunks whose largest weight reaches the level it tries; on a peaked
-    /// distribution that is a handful of chunks.
+    /// above `floor` when no level does). A few passes find that level (doubling k, then
+    /// halving the last step), each reading only the chunks whose largest weight reaches the
+    /// level it tries; on a peaked distribution that is a handful of chunks.
     pub(crate) fn nucleus_candidates(&self, goal: f64, floor: f32, out: &mut Vec<Candidate>) {
-        let need = goal + MASS_MARGIN * self.total();
+        let need = goal * (1.0 + MASS_MARGIN);
         let level = |k: i32| 2f32.powi(-k);
         // The mass at or above 2^-k grows with k: find the smallest k that holds `need`,
         // doubling k first (the high levels, where few chunks reach, are the cheap ones to
