@@ -11,6 +11,7 @@ import time
 import pytest
 
 from smolrt import Delta, Engine, Finished
+from smolrt.errors import FailedPreconditionError, ResourceExhaustedError
 
 # Phrased so that the 135M model answers correctly under greedy decoding (llama.cpp agrees; the
 # plainer "What is the capital of France?" makes it list Paris landmarks instead).
@@ -198,3 +199,42 @@ def test_the_engine_steps_while_a_python_thread_holds_the_interpreter(engine: En
     _, fin = drain(gen)
     assert fin.usage.completion_tokens == 8
     assert ran_during_spin, "the generation waited for the interpreter lock"
+
+
+def test_admission_does_not_wait_for_the_step_that_runs(engine: Engine) -> None:
+    # A request is checked at once and queued for the next step. It used to take the engine's
+    # lock and so wait for the step that ran: on a server's event loop, a 512-token prefill
+    # chunk (a third of a second on two cores) during which it served nothing else.
+    wait_idle(engine)
+    prose = engine.tokenize("The history of computing is a story of abstraction on abstraction. " * 200)
+    assert len(prose) >= 1536
+    long = engine.generate(prose[:1536], max_tokens=1, temperature=0)  # three 512-token chunks
+    admissions, others = [], []
+    for i in range(3):
+        time.sleep(0.01)
+        t = time.perf_counter()
+        others.append(engine.generate([1, 2, 3 + i], max_tokens=1, temperature=0))
+        admissions.append(time.perf_counter() - t)
+    _, fin = drain(long)
+    for gen in others:
+        drain(gen)
+    chunk_s = fin.timings.prefill_s / 3
+    assert max(admissions) < chunk_s / 4, f"admissions took {admissions}, a prefill chunk {chunk_s:.3f} s"
+
+
+def test_queued_admissions_count_against_the_limits(model_path) -> None:
+    with Engine.load(model_path, max_sequences=2, kv_budget_mb=16) as small:
+        # Both admitted at once: the second counts while it waits for the first step.
+        a = small.generate("Go on and on:", max_tokens=32, ignore_eos=True, session_key=7)
+        with pytest.raises(FailedPreconditionError, match="session 7 already has a generation running"):
+            small.generate("Me too:", max_tokens=1, session_key=7)
+        b = small.generate("And on:", max_tokens=32, ignore_eos=True)
+        assert small.active_sequences() == 2
+        with pytest.raises(ResourceExhaustedError, match="2 sequences are already active"):
+            small.generate("One more:", max_tokens=1)
+        a.close()
+        b.close()
+        wait_idle(small)
+        assert small.active_sequences() == 0
+        _, fin = drain(small.generate("Now me:", max_tokens=2, ignore_eos=True, session_key=7))
+        assert fin.usage.completion_tokens == 2

@@ -130,16 +130,15 @@ impl PyEngine {
             stop: p.stop,
             session,
         };
+        // Checked and queued for the next step: no wait for the step that runs.
+        let stepper = &self.stepper;
         let seq = detached(py, || {
-            let mut engine = self.stepper.engine();
-            let seq = engine.add(request)?;
-            if to_loop {
-                // before the engine's lock goes: the next step may already produce its events
-                self.stepper.outbox.route_to_loop(seq);
-            }
-            Ok(seq)
+            stepper.add(request, |seq| {
+                if to_loop {
+                    stepper.outbox.route_to_loop(seq);
+                }
+            })
         })?;
-        self.stepper.admitted();
         Ok(seq)
     }
 
@@ -216,8 +215,8 @@ impl PyEngine {
         detached(py, || Ok(self.stepper.engine().resident_tokens(session)))
     }
 
-    fn active_sequences(&self, py: Python<'_>) -> PyResult<usize> {
-        detached(py, || Ok(self.stepper.engine().active_sequences()))
+    fn active_sequences(&self) -> usize {
+        self.stepper.active_sequences()
     }
 
     /// KV pool occupancy: blocks total, free and in use, block size, bytes per block.

@@ -146,7 +146,7 @@ impl Outbox {
     }
 
     /// Send `seq`'s events to the attached loop (no-op with none). Call it before `seq` can
-    /// produce an event: with the engine's lock still held from admitting it.
+    /// produce an event: before its admission is queued for the stepping thread.
     pub fn route_to_loop(&self, seq: SeqId) {
         if let Some(a) = lock(&self.state).attached.as_mut() {
             a.sequences.insert(seq);

@@ -6,12 +6,14 @@
 //! `step()` back to back; other threads take its lock between steps. Parallelism lives inside the
 //! forward pass.
 
+mod admission;
 mod channels;
 mod events;
 mod options;
 mod resident;
 mod sequence;
 
+pub use admission::Admission;
 pub use channels::{Channel, ChannelSplitter, ThinkTags};
 pub use events::{Event, EventKind, FinishReason, Timings, TokenLogprob, Usage};
 pub use options::{EngineOptions, GenerationRequest};
@@ -42,7 +44,8 @@ pub struct Engine {
     options: EngineOptions,
     /// BTreeMap so that admission order (ids grow) is iteration order: fair, first come first served.
     seqs: BTreeMap<SeqId, Sequence>,
-    next_id: SeqId,
+    /// The limits a request is held to, and the ids sequences get.
+    admission: Admission,
     /// Sessions' KV kept between turns.
     resident: ResidentStore,
     /// Each step's logits, the buffer kept from step to step.
@@ -63,6 +66,12 @@ impl Engine {
             options.kv_budget_bytes,
             options.kv_type,
         )?;
+        let admission = Admission::new(
+            config.vocab_size,
+            config.context_length,
+            pool.total_blocks() * pool.block_size(),
+            options.max_sequences,
+        );
         Ok(Self {
             file,
             config,
@@ -71,7 +80,7 @@ impl Engine {
             pool,
             options,
             seqs: BTreeMap::new(),
-            next_id: 1,
+            admission,
             resident: ResidentStore::default(),
             logits: Logits::default(),
         })
@@ -110,62 +119,37 @@ impl Engine {
         !self.seqs.is_empty()
     }
 
+    /// What admission checks, and the ids it hands out: a copy that shares the id counter, for
+    /// a front end that admits while a step runs (see [`Admission`] and [`add_with_id`](Self::add_with_id)).
+    pub fn admission(&self) -> Admission {
+        self.admission.clone()
+    }
+
     /// Admit a generation. Validates everything up front so that a bad request never reaches
     /// `step()`, where an error would have to be reported asynchronously.
     pub fn add(&mut self, request: GenerationRequest) -> Result<SeqId> {
-        let vocab = self.config.vocab_size;
-        if request.prompt.is_empty() {
-            return Err(Error::invalid_request(
-                "the prompt is empty: at least one token is needed",
-            ));
-        }
-        if let Some(&bad) = request.prompt.iter().find(|&&t| t as usize >= vocab) {
-            return Err(Error::invalid_request(format!(
-                "prompt token id {bad} is outside the vocabulary (size {vocab})"
-            )));
-        }
+        let id = self.admission.next_id();
+        self.add_with_id(id, request)?;
+        Ok(id)
+    }
+
+    /// [`add`](Self::add) under an id [`Admission::next_id`] handed out earlier, with the same
+    /// checks. Sequences are served in id order, however their admissions arrive here.
+    pub fn add_with_id(&mut self, id: SeqId, request: GenerationRequest) -> Result<()> {
+        self.admission.check(&request)?;
+        let seqs = &self.seqs;
+        self.admission
+            .check_room(seqs.len(), request.session, |key| {
+                seqs.values().any(|s| s.session == Some(key))
+            })?;
         let ctx = self.config.context_length;
-        if request.prompt.len() >= ctx {
-            return Err(Error::invalid_request(format!(
-                "the prompt has {} tokens but the model's context is {ctx} tokens; \
-                 at least one position must remain for the reply",
-                request.prompt.len()
-            )));
-        }
-        let needed = request.prompt.len() + 1;
-        let capacity = self.pool.total_blocks() * self.pool.block_size();
-        if needed > capacity {
-            return Err(Error::resource_exhausted(format!(
-                "the prompt needs KV room for {needed} tokens but the whole KV pool holds {capacity}; \
-                 raise the KV memory budget"
-            )));
-        }
-        request.sampling.validate(vocab)?;
-        request.stop.validate(vocab)?;
-        if self.seqs.len() >= self.options.max_sequences {
-            return Err(Error::resource_exhausted(format!(
-                "{} sequences are already active (the limit is {})",
-                self.seqs.len(),
-                self.options.max_sequences
-            )));
-        }
-        if let Some(key) = request.session {
-            if self.seqs.values().any(|s| s.session == Some(key)) {
-                return Err(Error::new(
-                    crate::ErrorCode::FailedPrecondition,
-                    format!("session {key} already has a generation running"),
-                ));
-            }
-        }
-        let id = self.next_id;
-        self.next_id += 1;
         let session = request.session;
         let mut seq = Sequence::new(id, request, &self.tokenizer, ctx);
         if let Some(resident) = session.and_then(|key| self.resident.take(key)) {
             self.resume(&mut seq, resident);
         }
         self.seqs.insert(id, seq);
-        Ok(id)
+        Ok(())
     }
 
     /// Start `seq` from its session's resident KV: keep the longest prefix the new prompt shares
