@@ -206,13 +206,17 @@ impl PyEngine {
     ) -> PyResult<usize> {
         let prompt = params::prompt_ids(py, &prompt)?;
         detached(py, || {
-            Ok(self.stepper.engine().cached_prefix(session, &prompt))
+            Ok(self
+                .stepper
+                .readings
+                .residents
+                .cached_prefix(session, &prompt))
         })
     }
 
     /// Tokens of a session's conversation whose KV is resident (0 once evicted).
-    fn resident_tokens(&self, py: Python<'_>, session: u64) -> PyResult<usize> {
-        detached(py, || Ok(self.stepper.engine().resident_tokens(session)))
+    fn resident_tokens(&self, session: u64) -> usize {
+        self.stepper.readings.residents.resident_tokens(session)
     }
 
     fn active_sequences(&self) -> usize {
@@ -221,17 +225,9 @@ impl PyEngine {
 
     /// KV pool occupancy: blocks total, free and in use, block size, bytes per block.
     fn kv_stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let (total, free, bs, bpb, kv_type) = detached(py, || {
-            let e = self.stepper.engine();
-            let p = e.pool();
-            Ok((
-                p.total_blocks(),
-                p.free_blocks(),
-                p.block_size(),
-                p.bytes_per_block(),
-                p.kv_type().name(),
-            ))
-        })?;
+        let kv = &self.stepper.readings.kv;
+        let (total, free) = (kv.total_blocks, kv.free_blocks());
+        let (bs, bpb, kv_type) = (kv.block_size, kv.bytes_per_block, kv.kv_type);
         let d = PyDict::new(py);
         d.set_item("blocks_total", total)?;
         d.set_item("blocks_free", free)?;

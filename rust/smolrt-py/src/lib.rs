@@ -8,6 +8,7 @@ mod gateway;
 mod inspect;
 mod outbox;
 mod params;
+mod readings;
 mod stepper;
 
 use pyo3::prelude::*;

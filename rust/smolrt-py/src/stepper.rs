@@ -18,6 +18,7 @@
 //! takes them.
 
 use std::collections::HashMap;
+use std::ops::{Deref, DerefMut};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -30,6 +31,7 @@ use smolrt_core::{Error, ErrorCode, Result};
 
 use crate::gateway::panic_message;
 use crate::outbox::Outbox;
+use crate::readings::Readings;
 
 /// What the stepping thread is asked to do besides stepping.
 #[derive(Default)]
@@ -59,6 +61,33 @@ pub struct Stepper {
     live: Mutex<HashMap<SeqId, Option<SessionKey>>>,
     /// Each step's events, until the dispatcher thread or an attached loop takes them.
     pub outbox: Outbox,
+    /// What can be read without the engine's lock, refreshed whenever it is let go.
+    pub readings: Readings,
+}
+
+/// The engine's lock, held: whatever changed meanwhile reaches the readings when it is let go.
+pub struct EngineGuard<'a> {
+    engine: MutexGuard<'a, Engine>,
+    readings: &'a Readings,
+}
+
+impl Deref for EngineGuard<'_> {
+    type Target = Engine;
+    fn deref(&self) -> &Engine {
+        &self.engine
+    }
+}
+
+impl DerefMut for EngineGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Engine {
+        &mut self.engine
+    }
+}
+
+impl Drop for EngineGuard<'_> {
+    fn drop(&mut self) {
+        self.readings.refresh(&self.engine);
+    }
 }
 
 /// A panic inside a step poisons the engine's mutex; its state is still memory-safe and the
@@ -72,6 +101,7 @@ impl Stepper {
     pub fn start(engine: Engine) -> std::io::Result<(Arc<Self>, JoinHandle<()>)> {
         let stepper = Arc::new(Self {
             admission: engine.admission(),
+            readings: Readings::of(&engine),
             engine: Mutex::new(engine),
             waiting: AtomicUsize::new(0),
             control: Mutex::new(Control::default()),
@@ -88,19 +118,25 @@ impl Stepper {
 
     /// The engine, for any thread but the stepping one: it waits at most for the step that
     /// runs, never for the next.
-    pub fn engine(&self) -> MutexGuard<'_, Engine> {
+    pub fn engine(&self) -> EngineGuard<'_> {
         self.waiting.fetch_add(1, Ordering::SeqCst);
         let engine = lock(&self.engine);
         self.waiting.fetch_sub(1, Ordering::SeqCst);
-        engine
+        EngineGuard {
+            engine,
+            readings: &self.readings,
+        }
     }
 
     /// The engine, for the stepping thread: after whoever waits for it.
-    fn engine_last(&self) -> MutexGuard<'_, Engine> {
+    fn engine_last(&self) -> EngineGuard<'_> {
         while self.waiting.load(Ordering::SeqCst) > 0 {
             std::thread::yield_now();
         }
-        lock(&self.engine)
+        EngineGuard {
+            engine: lock(&self.engine),
+            readings: &self.readings,
+        }
     }
 
     /// Admit a generation without waiting for the step that runs: checked now (every error

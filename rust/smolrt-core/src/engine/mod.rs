@@ -17,7 +17,7 @@ pub use admission::Admission;
 pub use channels::{Channel, ChannelSplitter, ThinkTags};
 pub use events::{Event, EventKind, FinishReason, Timings, TokenLogprob, Usage};
 pub use options::{EngineOptions, GenerationRequest};
-pub use resident::SessionKey;
+pub use resident::{ResidentDirectory, SessionKey};
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -30,7 +30,7 @@ use crate::gguf::GgufFile;
 use crate::kv::{KvBlockPool, SeqKv};
 use crate::sampling::Sampled;
 use crate::tokenizer::Tokenizer;
-use resident::{common_prefix, reserve_evicting, ResidentStore};
+use resident::{reserve_evicting, reusable, ResidentStore};
 use sequence::{Phase, Sequence};
 
 pub type SeqId = u64;
@@ -225,6 +225,11 @@ impl Engine {
         self.resident.resident_tokens(key)
     }
 
+    /// Which tokens each session has resident, readable while a step runs (a shared handle).
+    pub fn resident_directory(&self) -> ResidentDirectory {
+        self.resident.directory()
+    }
+
     /// Sessions holding resident KV.
     pub fn resident_sessions(&self) -> usize {
         self.resident.len()
@@ -413,10 +418,4 @@ impl Engine {
         }
         Ok(logits.to_item_vec(0))
     }
-}
-
-/// The resident prefix a prompt can reuse: what both share, less at least one prompt token,
-/// since the last prompt token must be fed to get the logits for the first new one.
-fn reusable(resident: &[u32], prompt: &[u32]) -> usize {
-    common_prefix(resident, prompt).min(prompt.len().saturating_sub(1))
 }
