@@ -6,9 +6,12 @@
 Writes rust/smolrt-core/src/arch/testdata/kernel_blocks.txt, one block per line:
     q4_1 <20 bytes hex> <32 f32 bit patterns, hex>      weight block and its dequantized values
     q8_0 <34 bytes hex> <32 f32 bit patterns, hex>
+    q4_0, q5_0, q5_1 likewise (18, 22, 24 bytes)
     act  <32 f32 bit patterns> <Q8_0 block, 34 bytes hex> activations and gguf's quantization
 Random blocks plus edge cases: zero and negative scales, subnormal and large f16 scales, extreme
-quants (0/15, -128/127), all-zero and single-spike activations. Seeded: reruns give the same file.
+quants (0/15, 0/31 with every fifth bit set or clear, -128/127), all-zero and single-spike
+activations. Seeded: reruns give the same file (the later types draw from their own generator,
+so adding them left the earlier lines as they were).
 """
 
 from __future__ import annotations
@@ -55,6 +58,25 @@ def q8_0_blocks(rng: np.random.Generator) -> list[bytes]:
     return out
 
 
+def nibble_blocks(rng: np.random.Generator, fifth_bits: bool, with_min: bool) -> list[bytes]:
+    """Q4_0 (neither), Q5_0 (fifth bits) or Q5_1 (both) blocks."""
+    out = []
+    scales = [(0.0, 0.0), (-0.02, 0.5), (6.0e-8, -6.0e-8), (60000.0, -60000.0), (1.0, 0.0)]
+    scales += [(float(rng.normal(0, 0.02)), float(rng.normal(0, 0.1))) for _ in range(40)]
+    for i, (d, m) in enumerate(scales):
+        if i % 7 == 1:
+            # the extremes: all quants 0, or all at the top (15, or 31 with every fifth bit)
+            top = i % 2 == 1
+            qs = np.full(16, 0xFF if top else 0x00, dtype=np.uint8)
+            qh = np.uint32(0xFFFFFFFF if top else 0)
+        else:
+            qs = rng.integers(0, 256, 16, dtype=np.uint8)
+            qh = np.uint32(rng.integers(0, 2**32, dtype=np.uint64))
+        head = f16_bytes(d) + (f16_bytes(m) if with_min else b"")
+        out.append(head + (np.array([qh], dtype="<u4").tobytes() if fifth_bits else b"") + qs.tobytes())
+    return out
+
+
 def activations(rng: np.random.Generator) -> list[np.ndarray]:
     spike = np.zeros(32, dtype=np.float32)
     spike[5] = -3.0
@@ -73,6 +95,12 @@ def main() -> None:
     for x in activations(rng):
         q = quantize(x.reshape(1, 32), T.Q8_0).tobytes()
         lines.append(f"act {bits(x)} {q.hex()}")
+    later = np.random.default_rng(20261204)
+    for name, qtype, fifth, with_min in (("q4_0", T.Q4_0, False, False), ("q5_0", T.Q5_0, True, False),
+                                         ("q5_1", T.Q5_1, True, True)):
+        for b in nibble_blocks(later, fifth, with_min):
+            values = dequantize(np.frombuffer(b, dtype=np.uint8), qtype)
+            lines.append(f"{name} {b.hex()} {bits(values)}")
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text("\n".join(lines) + "\n")
     print(f"wrote {OUT} ({len(lines) - 1} blocks)")

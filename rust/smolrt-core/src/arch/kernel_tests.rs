@@ -6,8 +6,10 @@ use half::f16;
 use super::act_blocks::{quantize_rows, QK};
 use super::isa;
 use super::panels::{PanelBlock, PanelMatrix, PANEL};
+use super::q4_0::{Q4_0Matrix, Q4_0Panel};
 use super::q4_1::Q4_1Panel;
 use super::q4_1::{self, Q4_1Matrix};
+use super::q5::{Q5_0Matrix, Q5_0Panel, Q5_1Matrix, Q5_1Panel};
 use super::q8_0::{Q8_0Matrix, Q8_0Panel};
 use super::weight_arena::WeightArena;
 
@@ -82,6 +84,9 @@ fn dequantizers_match_gguf_bit_for_bit() {
     // and the panels hold each row's values as GGUF does
     check_lanes::<Q4_1Panel>("q4_1");
     check_lanes::<Q8_0Panel>("q8_0");
+    check_lanes::<Q4_0Panel>("q4_0");
+    check_lanes::<Q5_0Panel>("q5_0");
+    check_lanes::<Q5_1Panel>("q5_1");
 }
 
 /// Packs fixture blocks into panels (padding included) and reads every row back.
@@ -228,6 +233,13 @@ fn q8_0_matmul_matches_gguf_dequantized_reference() {
     check_panel_matmul::<Q8_0Panel>("q8_0", false);
 }
 
+#[test]
+fn q4_0_and_q5_matmuls_match_gguf_dequantized_reference() {
+    check_panel_matmul::<Q4_0Panel>("q4_0", false);
+    check_panel_matmul::<Q5_0Panel>("q5_0", false);
+    check_panel_matmul::<Q5_1Panel>("q5_1", true);
+}
+
 /// Every instruction set this CPU has gives the scalar kernel's bits, for every batch size the
 /// driver splits differently (kernel calls of 1..4 rows, several row tiles) and a padded panel.
 fn check_isas_agree<P: PanelBlock>(kind: &str) {
@@ -261,6 +273,9 @@ fn check_isas_agree<P: PanelBlock>(kind: &str) {
 fn kernels_agree_bit_for_bit_across_instruction_sets() {
     check_isas_agree::<Q4_1Panel>("q4_1");
     check_isas_agree::<Q8_0Panel>("q8_0");
+    check_isas_agree::<Q4_0Panel>("q4_0");
+    check_isas_agree::<Q5_0Panel>("q5_0");
+    check_isas_agree::<Q5_1Panel>("q5_1");
 }
 
 #[test]
@@ -269,4 +284,10 @@ fn rejects_wrong_sizes() {
     assert!(Q4_1Matrix::from_bytes(&mut WeightArena::new(), &[0; 39], 1, 64).is_err());
     assert!(Q8_0Matrix::from_bytes(&mut WeightArena::new(), &[0; 67], 1, 64).is_err());
     assert!(Q8_0Matrix::from_bytes(&mut WeightArena::new(), &[0; 68], 1, 64).is_ok());
+    assert!(Q4_0Matrix::from_bytes(&mut WeightArena::new(), &[0; 35], 1, 64).is_err());
+    assert!(Q4_0Matrix::from_bytes(&mut WeightArena::new(), &[0; 36], 1, 64).is_ok());
+    assert!(Q5_0Matrix::from_bytes(&mut WeightArena::new(), &[0; 44], 1, 48).is_err());
+    assert!(Q5_0Matrix::from_bytes(&mut WeightArena::new(), &[0; 44], 1, 64).is_ok());
+    assert!(Q5_1Matrix::from_bytes(&mut WeightArena::new(), &[0; 47], 1, 64).is_err());
+    assert!(Q5_1Matrix::from_bytes(&mut WeightArena::new(), &[0; 48], 1, 64).is_ok());
 }
