@@ -83,6 +83,9 @@ bench: model ## Prefill/decode tokens/s, beside llama.cpp when llama-cpp-python 
 bench-grpc: model ## Aggregate decode tokens/s over gRPC at 1/4/8/16 streams, and gRPC ÷ in-process
 	$(PY) benches/bench_grpc.py --model "$(MODEL_PATH)"
 
+bench-quants: model ## Decode/prefill per weight type beside llama.cpp (needs llama-cpp-python to requantize)
+	$(PY) benches/bench_quants.py
+
 lint: $(VENV)/.deps proto-check ## proto drift, rustfmt, clippy -D warnings, ruff, mypy
 	cargo fmt --all --check
 	cargo clippy --release --workspace -- -D warnings
@@ -94,4 +97,4 @@ lint: $(VENV)/.deps proto-check ## proto drift, rustfmt, clippy -D warnings, ruf
 clean: ## Remove the virtualenv and build outputs
 	rm -rf $(VENV) target
 
-.PHONY: help setup model run generate browser test bench bench-grpc lint proto proto-check clean
+.PHONY: help setup model run generate browser test bench bench-grpc bench-quants lint proto proto-check clean
