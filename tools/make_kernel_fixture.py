@@ -6,7 +6,7 @@
 Writes rust/smolrt-core/src/arch/testdata/kernel_blocks.txt, one block per line:
     q4_1 <20 bytes hex> <32 f32 bit patterns, hex>      weight block and its dequantized values
     q8_0 <34 bytes hex> <32 f32 bit patterns, hex>
-    q4_0, q5_0, q5_1 likewise (18, 22, 24 bytes)
+    q4_0, q5_0, q5_1 likewise (18, 22, 24 bytes); q4_k <144 bytes> <256 f32 bit patterns>
     act  <32 f32 bit patterns> <Q8_0 block, 34 bytes hex> activations and gguf's quantization
 Random blocks plus edge cases: zero and negative scales, subnormal and large f16 scales, extreme
 quants (0/15, 0/31 with every fifth bit set or clear, -128/127), all-zero and single-spike
@@ -77,6 +77,24 @@ def nibble_blocks(rng: np.random.Generator, fifth_bits: bool, with_min: bool) ->
     return out
 
 
+def q4_k_blocks(rng: np.random.Generator) -> list[bytes]:
+    """Q4_K super-blocks written directly (the gguf package does not quantize K-quants): finite
+    f16 d and dmin, random packed 6-bit scales and mins, random nibbles, and the extremes."""
+    out = []
+    scales = [(0.0, 0.0), (-0.02, 0.5), (6.0e-8, -6.0e-8), (60000.0, -60000.0), (1.0, 0.0)]
+    scales += [(float(rng.normal(0, 0.002)), float(rng.normal(0, 0.01))) for _ in range(40)]
+    for i, (d, dmin) in enumerate(scales):
+        if i % 7 == 1:
+            top = i % 2 == 1
+            packed = np.full(12, 0xFF if top else 0x00, dtype=np.uint8)
+            qs = np.full(128, 0xFF if top else 0x00, dtype=np.uint8)
+        else:
+            packed = rng.integers(0, 256, 12, dtype=np.uint8)
+            qs = rng.integers(0, 256, 128, dtype=np.uint8)
+        out.append(f16_bytes(d) + f16_bytes(dmin) + packed.tobytes() + qs.tobytes())
+    return out
+
+
 def activations(rng: np.random.Generator) -> list[np.ndarray]:
     spike = np.zeros(32, dtype=np.float32)
     spike[5] = -3.0
@@ -101,6 +119,9 @@ def main() -> None:
         for b in nibble_blocks(later, fifth, with_min):
             values = dequantize(np.frombuffer(b, dtype=np.uint8), qtype)
             lines.append(f"{name} {b.hex()} {bits(values)}")
+    for b in q4_k_blocks(later):
+        values = dequantize(np.frombuffer(b, dtype=np.uint8), T.Q4_K)
+        lines.append(f"q4_k {b.hex()} {bits(values)}")
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text("\n".join(lines) + "\n")
     print(f"wrote {OUT} ({len(lines) - 1} blocks)")

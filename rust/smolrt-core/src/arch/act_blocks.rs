@@ -38,6 +38,47 @@ pub(crate) fn quantize_rows(x: &[f32], n_in: usize) -> Vec<ActBlock> {
     out
 }
 
+/// Values per K-quant super-block, and per scale of the activations ggml pairs with them.
+pub(crate) const QK_K: usize = 256;
+
+/// One row in ggml's Q8_K form, the activations ggml pairs with K-quant weights
+/// (quantize_row_q8_K): one f32 scale per 256 values, chosen so the value of largest magnitude
+/// (the first, on a tie) lands on −127 (`d` takes the opposite sign; ggml's was −128 before
+/// its IQ types, and the grid matters: on a Q4_K file with −128 the logits strayed from
+/// llama.cpp's by up to 1.41, with −127 as far as candle's), the others rounded to nearest
+/// even. Written as the 8 blocks of 32 the kernels read, each with
+/// that scale, its own integer sum, and `s = d · sum` unrounded (ggml multiplies its integer
+/// block sums by `d`). `row.len()` is a multiple of 256.
+pub(crate) fn quantize_row_k_into(row: &[f32], out: &mut [ActBlock]) {
+    for (span, dst) in row.chunks_exact(QK_K).zip(out.chunks_exact_mut(QK_K / QK)) {
+        let (mut amax, mut max) = (0f32, 0f32);
+        for &v in span {
+            if v.abs() > amax {
+                (amax, max) = (v.abs(), v);
+            }
+        }
+        if amax == 0.0 {
+            dst.fill(ActBlock::default());
+            continue;
+        }
+        let iscale = -127.0 / max;
+        let d = 1.0 / iscale;
+        for (block, b) in span.chunks_exact(QK).zip(dst) {
+            let mut qs = [0i8; QK];
+            for (q, &v) in qs.iter_mut().zip(block) {
+                *q = (iscale * v).round_ties_even().min(127.0) as i8;
+            }
+            let sum = qs.iter().map(|&q| i32::from(q)).sum::<i32>();
+            *b = ActBlock {
+                d,
+                s: d * sum as f32,
+                sum,
+                qs,
+            };
+        }
+    }
+}
+
 /// One row of 32-value blocks into `out` (one block per 32 values).
 pub(crate) fn quantize_row_into(row: &[f32], out: &mut [ActBlock]) {
     for (block, dst) in row.chunks_exact(QK).zip(out) {

@@ -3,12 +3,13 @@
 
 use half::f16;
 
-use super::act_blocks::{quantize_rows, QK};
+use super::act_blocks::{quantize_row_k_into, quantize_rows, ActBlock, QK, QK_K};
 use super::isa;
 use super::panels::{PanelBlock, PanelMatrix, PANEL};
 use super::q4_0::{Q4_0Matrix, Q4_0Panel};
 use super::q4_1::Q4_1Panel;
 use super::q4_1::{self, Q4_1Matrix};
+use super::q4_k::{Q4KMatrix, Q4KPanel};
 use super::q5::{Q5_0Matrix, Q5_0Panel, Q5_1Matrix, Q5_1Panel};
 use super::q8_0::{Q8_0Matrix, Q8_0Panel};
 use super::weight_arena::WeightArena;
@@ -87,19 +88,22 @@ fn dequantizers_match_gguf_bit_for_bit() {
     check_lanes::<Q4_0Panel>("q4_0");
     check_lanes::<Q5_0Panel>("q5_0");
     check_lanes::<Q5_1Panel>("q5_1");
+    check_lanes::<Q4KPanel>("q4_k");
 }
 
 /// Packs fixture blocks into panels (padding included) and reads every row back.
 fn check_lanes<P: PanelBlock>(kind: &str) {
     let (n_out, bpr) = (21, 2);
+    let n_in = bpr * QK * P::BLOCKS;
     let (bytes, weights, _) = fixture_matrix(kind, n_out, bpr);
-    let m = PanelMatrix::<P>::from_bytes(&mut WeightArena::new(), &bytes, n_out, bpr * QK).unwrap();
-    let mut row = vec![0f32; bpr * QK];
+    let m = PanelMatrix::<P>::from_bytes(&mut WeightArena::new(), &bytes, n_out, n_in).unwrap();
+    let mut row = vec![0f32; n_in];
     for r in 0..n_out {
         assert!(m.dequantize_row(r, &mut row));
+        let want = &weights[r * n_in..(r + 1) * n_in];
         assert_eq!(
-            row,
-            &weights[r * bpr * QK..(r + 1) * bpr * QK],
+            row.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            want.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
             "{kind} row {r}"
         );
     }
@@ -137,8 +141,9 @@ fn activation_quantizer_matches_gguf_q8_0() {
     }
 }
 
-/// `n_out` rows of `bpr` blocks cycled from the fixture: (GGUF bytes, gguf's dequantized
-/// values, each block's min as f64).
+/// `n_out` rows of `bpr` blocks (super-blocks, for a K-quant) cycled from the fixture: (GGUF
+/// bytes, gguf's dequantized values, a bound on each block's min as f64: the min itself, or for
+/// a K-quant dmin times the largest 6-bit min).
 fn fixture_matrix(kind: &str, n_out: usize, bpr: usize) -> (Vec<u8>, Vec<f32>, Vec<f64>) {
     let fixture = blocks(kind);
     let mut bytes = Vec::new();
@@ -148,18 +153,22 @@ fn fixture_matrix(kind: &str, n_out: usize, bpr: usize) -> (Vec<u8>, Vec<f32>, V
         let (b, v) = &fixture[(i * 7) % fixture.len()];
         bytes.extend_from_slice(b);
         weights.extend_from_slice(v);
-        mins.push(f16::from_le_bytes([b[2], b[3]]).to_f32() as f64);
+        let m = f16::from_le_bytes([b[2], b[3]]).to_f32() as f64;
+        mins.push(if v.len() > QK { m * 63.0 } else { m });
     }
     (bytes, weights, mins)
 }
 
-/// The fixture's activation rows, `bpr` blocks each.
+/// The fixture's activation rows, `bpr` blocks each; at least six rows, the fixture's blocks
+/// repeated (scaled, so the repeats quantize differently) where it has too few.
 fn fixture_activations(bpr: usize) -> (Vec<f32>, usize) {
     let acts = activations();
-    let rows = acts.len() / bpr;
-    let x = acts[..rows * bpr]
-        .iter()
-        .flat_map(|(v, _)| v.clone())
+    let rows = (acts.len() / bpr).max(6);
+    let x = (0..rows * bpr)
+        .flat_map(|i| {
+            let scale = (1 + i / acts.len()) as f32;
+            acts[i % acts.len()].0.iter().map(move |v| v * scale)
+        })
         .collect();
     (x, rows)
 }
@@ -170,14 +179,23 @@ fn fixture_activations(bpr: usize) -> (Vec<f32>, usize) {
 fn check_matmul(
     kind: &str,
     has_min: bool,
+    blocks_per_fixture: usize,
+    quantize_row: fn(&[f32], &mut [ActBlock]),
     matmul: impl Fn(&[u8], usize, usize, &[f32], usize) -> Vec<f32>,
 ) {
-    let (bpr, n_out) = (3, 13);
+    let n_out = 13;
+    // 3 blocks of 32 a row, or one K-quant super-block (8 blocks)
+    let fixture_bpr = 3usize.div_ceil(blocks_per_fixture);
+    let bpr = fixture_bpr * blocks_per_fixture;
     let n_in = bpr * QK;
-    let (bytes, weights, mins) = fixture_matrix(kind, n_out, bpr);
+    let (bytes, weights, mins) = fixture_matrix(kind, n_out, fixture_bpr);
     let (x, rows) = fixture_activations(bpr);
     let y = matmul(&bytes, n_out, n_in, &x, rows);
-    let qa = quantize_rows(&x, n_in);
+    // the activations as the kernels get them, dequantized exactly in f64 below
+    let mut qa = vec![ActBlock::default(); rows * bpr];
+    for (row, dst) in x.chunks_exact(n_in).zip(qa.chunks_exact_mut(bpr)) {
+        quantize_row(row, dst);
+    }
     for r in 0..rows {
         for o in 0..n_out {
             let (mut want, mut bound) = (0f64, 0f64);
@@ -193,7 +211,8 @@ fn check_matmul(
                 }
                 if has_min {
                     // the kernel uses s = f16(d·Σq): relative rounding 2^-11 times the min term
-                    bound += (mins[o * bpr + b] * a.d as f64 * qsum).abs() * 1e-3;
+                    let min = mins[o * fixture_bpr + b / blocks_per_fixture];
+                    bound += (min * a.d as f64 * qsum).abs() * 1e-3;
                 }
             }
             let got = y[r * n_out + o] as f64;
@@ -206,7 +225,7 @@ fn check_matmul(
         let alone = matmul(&bytes, n_out, n_in, &x[r * n_in..(r + 1) * n_in], 1);
         assert_eq!(alone, &y[r * n_out..(r + 1) * n_out], "{kind} row {r}");
     }
-    for split in [2, 5, 6] {
+    for split in [2, 5, 6].into_iter().filter(|&s| s <= rows) {
         let part = matmul(&bytes, n_out, n_in, &x[..split * n_in], split);
         assert_eq!(part, &y[..split * n_out], "{kind} first {split} rows");
     }
@@ -214,12 +233,18 @@ fn check_matmul(
 
 fn check_panel_matmul<P: PanelBlock>(kind: &str, has_min: bool) {
     for isa in isa::available() {
-        check_matmul(kind, has_min, |bytes, n_out, n_in, x, rows| {
-            let m =
-                PanelMatrix::<P>::from_bytes(&mut WeightArena::new(), bytes, n_out, n_in).unwrap();
-            assert_eq!((m.n_out(), m.n_in()), (n_out, n_in));
-            m.matmul_with(isa, x, rows)
-        });
+        check_matmul(
+            kind,
+            has_min,
+            P::BLOCKS,
+            P::quantize_row,
+            |bytes, n_out, n_in, x, rows| {
+                let m = PanelMatrix::<P>::from_bytes(&mut WeightArena::new(), bytes, n_out, n_in)
+                    .unwrap();
+                assert_eq!((m.n_out(), m.n_in()), (n_out, n_in));
+                m.matmul_with(isa, x, rows)
+            },
+        );
     }
 }
 
@@ -240,14 +265,20 @@ fn q4_0_and_q5_matmuls_match_gguf_dequantized_reference() {
     check_panel_matmul::<Q5_1Panel>("q5_1", true);
 }
 
+#[test]
+fn q4_k_matmul_matches_gguf_dequantized_reference() {
+    check_panel_matmul::<Q4KPanel>("q4_k", true);
+}
+
 /// Every instruction set this CPU has gives the scalar kernel's bits, for every batch size the
 /// driver splits differently (kernel calls of 1..4 rows, several row tiles) and a padded panel.
 fn check_isas_agree<P: PanelBlock>(kind: &str) {
     let available = isa::available();
     assert_eq!(available[0], isa::Isa::Scalar);
-    for (n_out, bpr) in [(13, 3), (48, 5)] {
+    for (n_out, fixture_bpr) in [(13, 3), (48, 5)] {
+        let bpr = fixture_bpr * P::BLOCKS;
         let n_in = bpr * QK;
-        let (bytes, _, _) = fixture_matrix(kind, n_out, bpr);
+        let (bytes, _, _) = fixture_matrix(kind, n_out, fixture_bpr);
         let m = PanelMatrix::<P>::from_bytes(&mut WeightArena::new(), &bytes, n_out, n_in).unwrap();
         let (x, rows) = fixture_activations(bpr);
         // more rows than the fixture has: repeat it, scaled so the repeats quantize differently
@@ -276,6 +307,7 @@ fn kernels_agree_bit_for_bit_across_instruction_sets() {
     check_isas_agree::<Q4_0Panel>("q4_0");
     check_isas_agree::<Q5_0Panel>("q5_0");
     check_isas_agree::<Q5_1Panel>("q5_1");
+    check_isas_agree::<Q4KPanel>("q4_k");
 }
 
 #[test]
@@ -290,4 +322,45 @@ fn rejects_wrong_sizes() {
     assert!(Q5_0Matrix::from_bytes(&mut WeightArena::new(), &[0; 44], 1, 64).is_ok());
     assert!(Q5_1Matrix::from_bytes(&mut WeightArena::new(), &[0; 47], 1, 64).is_err());
     assert!(Q5_1Matrix::from_bytes(&mut WeightArena::new(), &[0; 48], 1, 64).is_ok());
+    // a K-quant row is whole 256-value super-blocks
+    assert!(Q4KMatrix::from_bytes(&mut WeightArena::new(), &[0; 144], 1, 128).is_err());
+    assert!(Q4KMatrix::from_bytes(&mut WeightArena::new(), &[0; 143], 1, 256).is_err());
+    assert!(Q4KMatrix::from_bytes(&mut WeightArena::new(), &[0; 144], 1, 256).is_ok());
+}
+
+/// ggml's quantize_row_q8_K: the largest magnitude at −127, a shared f32 scale per 256 values.
+#[test]
+fn k_activation_quantizer_follows_ggml_q8_k() {
+    let acts = activations();
+    let x: Vec<f32> = acts
+        .iter()
+        .take(QK_K / QK)
+        .flat_map(|(v, _)| v.clone())
+        .collect();
+    let mut out = vec![ActBlock::default(); QK_K / QK];
+    quantize_row_k_into(&x, &mut out);
+    let (at, max) =
+        x.iter().enumerate().fold(
+            (0, 0f32),
+            |(i, m), (j, &v)| if v.abs() > m.abs() { (j, v) } else { (i, m) },
+        );
+    let d = 1.0 / (-127.0 / max);
+    for (b, block) in out.iter().enumerate() {
+        assert_eq!(block.d.to_bits(), d.to_bits());
+        assert_eq!(block.sum, block.qs.iter().map(|&q| q as i32).sum::<i32>());
+        assert_eq!(block.s, d * block.sum as f32);
+        for (j, &q) in block.qs.iter().enumerate() {
+            let v = x[b * QK + j];
+            assert!(
+                (q as f32 * d - v).abs() <= d.abs() * 0.5 + 1e-12,
+                "{v} as {q}"
+            );
+        }
+    }
+    assert_eq!(out[at / QK].qs[at % QK], -127);
+    let mut zero = vec![ActBlock::default(); QK_K / QK];
+    quantize_row_k_into(&[0.0; QK_K], &mut zero);
+    assert!(zero
+        .iter()
+        .all(|b| b.d == 0.0 && b.sum == 0 && b.qs == [0; QK]));
 }

@@ -14,6 +14,7 @@ use super::isa::isa;
 use super::matmul_io::{Input, Output};
 use super::q4_0::Q4_0Matrix;
 use super::q4_1::Q4_1Matrix;
+use super::q4_k::Q4KMatrix;
 use super::q5::{Q5_0Matrix, Q5_1Matrix};
 use super::q8_0::Q8_0Matrix;
 use super::weight_arena::WeightArena;
@@ -27,12 +28,14 @@ struct Part {
 }
 
 /// Who multiplies: ours for the types we have kernels for (candle leaves Q4_1, Q5_0 and Q5_1
-/// scalar, its Q4_0 ran at 0.29x llama.cpp's prefill, and its Q8_0 path is noisier than
-/// ggml's), candle's quantized kernels for the rest (the K-quants).
+/// scalar, its Q4_0 ran at 0.29x llama.cpp's prefill and its Q4_K at 0.79x its decode, and its
+/// Q8_0 path is noisier than ggml's), candle's quantized kernels for the rest (the other
+/// K-quants).
 enum Kernel {
     Candle(Arc<QTensor>),
     Q4_0(Q4_0Matrix),
     Q4_1(Q4_1Matrix),
+    Q4K(Q4KMatrix),
     Q5_0(Q5_0Matrix),
     Q5_1(Q5_1Matrix),
     /// Shared: the tied output projection is the embedding table.
@@ -59,6 +62,7 @@ impl Kernel {
             }
             Kernel::Q4_0(w) => w.matmul_into(isa(), input, rows, out, output),
             Kernel::Q4_1(w) => w.matmul_into(isa(), input, rows, out, output),
+            Kernel::Q4K(w) => w.matmul_into(isa(), input, rows, out, output),
             Kernel::Q5_0(w) => w.matmul_into(isa(), input, rows, out, output),
             Kernel::Q5_1(w) => w.matmul_into(isa(), input, rows, out, output),
             Kernel::Q8_0(w) => w.matmul_into(isa(), input, rows, out, output),
@@ -236,6 +240,9 @@ fn ours(
             arena, data, n_out, n_in,
         )?)),
         GgmlDType::Q4_1 => Some(Kernel::Q4_1(Q4_1Matrix::from_bytes(
+            arena, data, n_out, n_in,
+        )?)),
+        GgmlDType::Q4K => Some(Kernel::Q4K(Q4KMatrix::from_bytes(
             arena, data, n_out, n_in,
         )?)),
         GgmlDType::Q5_0 => Some(Kernel::Q5_0(Q5_0Matrix::from_bytes(

@@ -104,7 +104,7 @@ pub(super) fn dot_scalar<P: NibblePanel, const R: usize>(
 /// `nibbles_simd`, for the inside of its `impl PanelBlock`.
 macro_rules! panel_kernels {
     () => {
-        fn dequantize_lane(&self, c: usize) -> [f32; QK] {
+        fn dequantize_lane(&self, c: usize, _block: usize) -> [f32; QK] {
             super::nibbles::dequantize_lane(self, c)
         }
 

@@ -23,15 +23,23 @@ pub(crate) const PANEL: usize = 16;
 
 pub(crate) trait PanelBlock: Copy + Send + Sync + 'static {
     const NAME: &'static str;
-    /// Bytes of one row's block as GGUF stores it.
+    /// Activation blocks (of 32 inputs) one panel spans: 1, or 8 for a K-quant's 256-value
+    /// super-block.
+    const BLOCKS: usize = 1;
+    /// Bytes of one row's block (super-block) as GGUF stores it.
     const BYTES: usize;
     /// Interleaves block `i` of 16 rows (each exactly `BYTES` long; padding rows are all zero
     /// bytes, which every supported type decodes to zeros).
     fn pack(rows: [&[u8]; PANEL]) -> Self;
-    /// The 32 values row `c` (lane `c`) holds in this panel, in f32.
-    fn dequantize_lane(&self, c: usize) -> [f32; QK];
-    /// `out[r][c]` = row `c` of the panels (one per block) · activation row `r`, in portable
-    /// Rust: the reference the SIMD kernels reproduce bit for bit.
+    /// Quantizes one activation row the way ggml pairs with this type: Q8_0 / Q8_1 blocks of
+    /// 32 (the default), or Q8_K for the K-quants.
+    fn quantize_row(row: &[f32], out: &mut [ActBlock]) {
+        quantize_row_into(row, out)
+    }
+    /// The 32 values row `c` (lane `c`) holds in this panel's 32-value block `block`, in f32.
+    fn dequantize_lane(&self, c: usize, block: usize) -> [f32; QK];
+    /// `out[r][c]` = row `c` of the panels · activation row `r` (`BLOCKS` activation blocks per
+    /// panel), in portable Rust: the reference the SIMD kernels reproduce bit for bit.
     fn dot_scalar<const R: usize>(panels: &[Self], acts: [&[ActBlock]; R]) -> [[f32; PANEL]; R];
     /// `dot_scalar` in AVX2, hinting in the panel `ahead` places past each one it reads (0: no
     /// hints). Safety: the CPU has AVX2, FMA and F16C; every
@@ -61,8 +69,8 @@ pub(crate) trait PanelBlock: Copy + Send + Sync + 'static {
         ahead: usize,
     ) -> [[f32; PANEL]; R] {
         assert!(
-            acts.iter().all(|a| a.len() == panels.len()),
-            "activation rows must hold one block per panel"
+            acts.iter().all(|a| a.len() == panels.len() * Self::BLOCKS),
+            "activation rows must hold BLOCKS blocks per panel"
         );
         match isa {
             // SAFETY: the caller passes only an `isa` the CPU supports, and the lengths are
@@ -105,7 +113,8 @@ const ROWS_PER_CALL: usize = 4;
 const ROWS_PER_ITEM: usize = 16;
 
 pub(crate) struct PanelMatrix<P> {
-    /// Group `g` (weight rows `16g..16g+16`) is `panels[g * bpr..(g + 1) * bpr]`.
+    /// Group `g` (weight rows `16g..16g+16`) is `panels[g * ppr..(g + 1) * ppr]`, `ppr` panels
+    /// a row (`n_in / (32 · P::BLOCKS)`).
     panels: Packed<P>,
     n_out: usize,
     n_in: usize,
@@ -119,14 +128,15 @@ impl<P: PanelBlock> PanelMatrix<P> {
         n_out: usize,
         n_in: usize,
     ) -> Result<Self> {
-        if n_in == 0 || !n_in.is_multiple_of(QK) {
+        let per_panel = QK * P::BLOCKS;
+        if n_in == 0 || !n_in.is_multiple_of(per_panel) {
             return Err(Error::model_load(format!(
-                "{} row length {n_in} is not a positive multiple of {QK}",
+                "{} row length {n_in} is not a positive multiple of {per_panel}",
                 P::NAME
             )));
         }
-        let bpr = n_in / QK;
-        let row_bytes = bpr * P::BYTES;
+        let ppr = n_in / per_panel;
+        let row_bytes = ppr * P::BYTES;
         if data.len() != n_out * row_bytes {
             return Err(Error::model_load(format!(
                 "{} matrix {n_out}x{n_in} needs {} bytes, got {}",
@@ -148,8 +158,8 @@ impl<P: PanelBlock> PanelMatrix<P> {
                 }
             }))
         };
-        let all = (0..groups).flat_map(|g| (0..bpr).map(move |i| (g, i)));
-        let panels = arena.collect(groups * bpr, all.map(|(g, i)| pack(g, i)));
+        let all = (0..groups).flat_map(|g| (0..ppr).map(move |i| (g, i)));
+        let panels = arena.collect(groups * ppr, all.map(|(g, i)| pack(g, i)));
         Ok(Self {
             panels,
             n_out,
@@ -231,7 +241,7 @@ impl<P: PanelBlock> PanelMatrix<P> {
                     // SAFETY: row r's blocks are written by this call only (each row once).
                     let dst = unsafe { acts.slice_mut(r * bpr, bpr) };
                     ROW.with_borrow_mut(|scratch| {
-                        quantize_row_into(input.row(r, self.n_in, scratch), dst)
+                        P::quantize_row(input.row(r, self.n_in, scratch), dst)
                     });
                 },
                 |item| {
@@ -262,8 +272,8 @@ impl<P: PanelBlock> PanelMatrix<P> {
         g: usize,
         mut emit: impl FnMut(usize, &[f32; PANEL]),
     ) {
-        let bpr = self.n_in / QK;
-        let panels = &self.panels[g * bpr..(g + 1) * bpr];
+        let (bpr, ppr) = (self.n_in / QK, self.n_in / (QK * P::BLOCKS));
+        let panels = &self.panels[g * ppr..(g + 1) * ppr];
         let mut store = |r: usize, out: &[[f32; PANEL]]| {
             for (k, row) in out.iter().enumerate() {
                 emit(r + k, row);
@@ -333,10 +343,12 @@ impl<P: PanelBlock> PanelMatrix<P> {
         if r >= self.n_out || out.len() != self.n_in {
             return false;
         }
-        let bpr = self.n_in / QK;
-        let group = &self.panels[(r / PANEL) * bpr..(r / PANEL + 1) * bpr];
-        for (p, o) in group.iter().zip(out.chunks_exact_mut(QK)) {
-            o.copy_from_slice(&p.dequantize_lane(r % PANEL));
+        let ppr = self.n_in / (QK * P::BLOCKS);
+        let group = &self.panels[(r / PANEL) * ppr..(r / PANEL + 1) * ppr];
+        for (p, o) in group.iter().zip(out.chunks_exact_mut(QK * P::BLOCKS)) {
+            for (b, o) in o.chunks_exact_mut(QK).enumerate() {
+                o.copy_from_slice(&p.dequantize_lane(r % PANEL, b));
+            }
         }
         true
     }

@@ -58,7 +58,7 @@ impl PanelBlock for Q4_1Panel {
         p
     }
 
-    fn dequantize_lane(&self, c: usize) -> [f32; QK] {
+    fn dequantize_lane(&self, c: usize, _block: usize) -> [f32; QK] {
         let (d, m) = (self.d[c].to_f32(), self.m[c].to_f32());
         std::array::from_fn(|j| {
             let byte = self.qs[64 * ((j % 16) / 4) + 4 * c + j % 4];

@@ -43,7 +43,7 @@ impl PanelBlock for Q8_0Panel {
         p
     }
 
-    fn dequantize_lane(&self, c: usize) -> [f32; QK] {
+    fn dequantize_lane(&self, c: usize, _block: usize) -> [f32; QK] {
         let d = self.d[c].to_f32();
         std::array::from_fn(|j| self.qs[64 * (j / 4) + 4 * c + j % 4] as f32 * d)
     }
