@@ -6,7 +6,8 @@
 Writes rust/smolrt-core/src/arch/testdata/kernel_blocks.txt, one block per line:
     q4_1 <20 bytes hex> <32 f32 bit patterns, hex>      weight block and its dequantized values
     q8_0 <34 bytes hex> <32 f32 bit patterns, hex>
-    q4_0, q5_0, q5_1 likewise (18, 22, 24 bytes); q4_k <144 bytes> <256 f32 bit patterns>
+    q4_0, q5_0, q5_1 likewise (18, 22, 24 bytes); q4_k <144 bytes> <256 f32 bit patterns>,
+    q6_k <210 bytes> <256 f32 bit patterns>
     act  <32 f32 bit patterns> <Q8_0 block, 34 bytes hex> activations and gguf's quantization
 Random blocks plus edge cases: zero and negative scales, subnormal and large f16 scales, extreme
 quants (0/15, 0/31 with every fifth bit set or clear, -128/127), all-zero and single-spike
@@ -95,6 +96,23 @@ def q4_k_blocks(rng: np.random.Generator) -> list[bytes]:
     return out
 
 
+def q6_k_blocks(rng: np.random.Generator) -> list[bytes]:
+    """Q6_K super-blocks written directly: random low nibbles, top bits and signed scales (the
+    extremes -128 and 127 included), finite f16 d, and the all-zero / all-ones extremes."""
+    out = []
+    scales = [0.0, -0.01, 6.0e-8, 60000.0, 1.0] + [float(rng.normal(0, 0.001)) for _ in range(40)]
+    for i, d in enumerate(scales):
+        if i % 7 == 1:
+            fill = 0xFF if i % 2 else 0x00
+            body = np.full(192, fill, dtype=np.uint8)
+            sc = np.array([-128, 127] * 8, dtype=np.int8)
+        else:
+            body = rng.integers(0, 256, 192, dtype=np.uint8)
+            sc = rng.integers(-128, 128, 16, dtype=np.int8)
+        out.append(body.tobytes() + sc.tobytes() + f16_bytes(d))
+    return out
+
+
 def activations(rng: np.random.Generator) -> list[np.ndarray]:
     spike = np.zeros(32, dtype=np.float32)
     spike[5] = -3.0
@@ -122,6 +140,9 @@ def main() -> None:
     for b in q4_k_blocks(later):
         values = dequantize(np.frombuffer(b, dtype=np.uint8), T.Q4_K)
         lines.append(f"q4_k {b.hex()} {bits(values)}")
+    for b in q6_k_blocks(later):
+        values = dequantize(np.frombuffer(b, dtype=np.uint8), T.Q6_K)
+        lines.append(f"q6_k {b.hex()} {bits(values)}")
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text("\n".join(lines) + "\n")
     print(f"wrote {OUT} ({len(lines) - 1} blocks)")

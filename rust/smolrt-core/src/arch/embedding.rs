@@ -7,14 +7,32 @@ use std::sync::Arc;
 use candle_core::quantized::QTensor;
 use candle_core::{Device, Tensor};
 
+use super::panels::{PanelBlock, PanelMatrix};
+use super::q6_k::Q6KMatrix;
 use super::q8_0::Q8_0Matrix;
 use crate::{Error, Result};
 
-/// The table in whichever form its type is kept: our Q8_0 blocks, or a candle tensor (whose
-/// `embedding` runs the type's `to_float` on each row's blocks).
+/// The table in whichever form its type is kept: our Q8_0 or Q6_K panels, or a candle tensor
+/// (whose `embedding` runs the type's `to_float` on each row's blocks).
 pub(crate) enum Table {
     Q8_0(Arc<Q8_0Matrix>),
+    Q6K(Arc<Q6KMatrix>),
     Candle(Arc<QTensor>),
+}
+
+/// The rows of `tokens` read back from panels.
+fn panel_rows<P: PanelBlock>(
+    m: &PanelMatrix<P>,
+    tokens: &[u32],
+    out: &mut [f32],
+    n_embd: usize,
+) -> Result<()> {
+    for (&t, row) in tokens.iter().zip(out.chunks_exact_mut(n_embd)) {
+        if !m.dequantize_row(t as usize, row) {
+            return Err(Error::internal("embedding row out of range"));
+        }
+    }
+    Ok(())
 }
 
 pub(crate) struct Embedding {
@@ -28,6 +46,7 @@ impl Embedding {
     pub(crate) fn new(table: Table, vocab: usize, n_embd: usize) -> Result<Self> {
         let dims = match &table {
             Table::Q8_0(m) => vec![m.n_out(), m.n_in()],
+            Table::Q6K(m) => vec![m.n_out(), m.n_in()],
             Table::Candle(t) => t.shape().dims().to_vec(),
         };
         if dims != [vocab, n_embd] {
@@ -62,14 +81,8 @@ impl Embedding {
             ));
         }
         let table = match &self.table {
-            Table::Q8_0(m) => {
-                for (&t, row) in tokens.iter().zip(out.chunks_exact_mut(self.n_embd)) {
-                    if !m.dequantize_row(t as usize, row) {
-                        return Err(Error::internal("embedding row out of range"));
-                    }
-                }
-                return Ok(());
-            }
+            Table::Q8_0(m) => return panel_rows(m, tokens, out, self.n_embd),
+            Table::Q6K(m) => return panel_rows(m, tokens, out, self.n_embd),
             Table::Candle(t) => t,
         };
         let ids = Tensor::from_slice(tokens, tokens.len(), &Device::Cpu)?;

@@ -10,12 +10,14 @@ use std::sync::Arc;
 use candle_core::quantized::{ggml_file::qtensor_from_ggml, GgmlDType, QTensor};
 use candle_core::{CpuStorage, CustomOp1, Device, Layout};
 
+use super::embedding::Table;
 use super::isa::isa;
 use super::matmul_io::{Input, Output};
 use super::q4_0::Q4_0Matrix;
 use super::q4_1::Q4_1Matrix;
 use super::q4_k::Q4KMatrix;
 use super::q5::{Q5_0Matrix, Q5_1Matrix};
+use super::q6_k::Q6KMatrix;
 use super::q8_0::Q8_0Matrix;
 use super::weight_arena::WeightArena;
 use crate::gguf::GgufFile;
@@ -29,8 +31,8 @@ struct Part {
 
 /// Who multiplies: ours for the types we have kernels for (candle leaves Q4_1, Q5_0 and Q5_1
 /// scalar, its Q4_0 ran at 0.29x llama.cpp's prefill and its Q4_K at 0.79x its decode, and its
-/// Q8_0 path is noisier than ggml's), candle's quantized kernels for the rest (the other
-/// K-quants).
+/// Q8_0 path is noisier than ggml's), candle's quantized kernels for the rest (Q2_K, Q3_K,
+/// Q5_K, the float types).
 enum Kernel {
     Candle(Arc<QTensor>),
     Q4_0(Q4_0Matrix),
@@ -38,6 +40,8 @@ enum Kernel {
     Q4K(Q4KMatrix),
     Q5_0(Q5_0Matrix),
     Q5_1(Q5_1Matrix),
+    /// Shared, like Q8_0: a tied Q6_K embedding table (Q4_K_M files keep it in Q6_K).
+    Q6K(Arc<Q6KMatrix>),
     /// Shared: the tied output projection is the embedding table.
     Q8_0(Arc<Q8_0Matrix>),
 }
@@ -65,6 +69,7 @@ impl Kernel {
             Kernel::Q4K(w) => w.matmul_into(isa(), input, rows, out, output),
             Kernel::Q5_0(w) => w.matmul_into(isa(), input, rows, out, output),
             Kernel::Q5_1(w) => w.matmul_into(isa(), input, rows, out, output),
+            Kernel::Q6K(w) => w.matmul_into(isa(), input, rows, out, output),
             Kernel::Q8_0(w) => w.matmul_into(isa(), input, rows, out, output),
         }
         Ok(())
@@ -80,33 +85,25 @@ pub(crate) struct Linear {
 }
 
 impl Linear {
-    /// Wraps an already loaded matrix of shape `[n_out, n_in]` (e.g. the tied embedding table).
-    pub(crate) fn from_qtensor(weight: Arc<QTensor>) -> Result<Self> {
-        let (n_out, n_in) = weight
-            .shape()
-            .dims2()
-            .map_err(|e| Error::model_load(format!("matrix is not 2-d: {e}")))?;
+    /// The output projection of tied embeddings: the embedding table itself, multiplied by our
+    /// kernel where the table is kept in our panels.
+    pub(crate) fn tied(table: &Table) -> Result<Self> {
+        let (weight, n_out, n_in) = match table {
+            Table::Q8_0(m) => (Kernel::Q8_0(Arc::clone(m)), m.n_out(), m.n_in()),
+            Table::Q6K(m) => (Kernel::Q6K(Arc::clone(m)), m.n_out(), m.n_in()),
+            Table::Candle(t) => {
+                let (n_out, n_in) = t
+                    .shape()
+                    .dims2()
+                    .map_err(|e| Error::model_load(format!("matrix is not 2-d: {e}")))?;
+                (Kernel::Candle(Arc::clone(t)), n_out, n_in)
+            }
+        };
         Ok(Self {
-            parts: vec![Part {
-                weight: Kernel::Candle(weight),
-                n_out,
-            }],
+            parts: vec![Part { weight, n_out }],
             n_in,
             n_out,
         })
-    }
-
-    /// Wraps a Q8_0 matrix already parsed for something else (the tied embedding table).
-    pub(crate) fn from_q8_0(weight: Arc<Q8_0Matrix>) -> Self {
-        let (n_out, n_in) = (weight.n_out(), weight.n_in());
-        Self {
-            parts: vec![Part {
-                weight: Kernel::Q8_0(weight),
-                n_out,
-            }],
-            n_in,
-            n_out,
-        }
     }
 
     /// Loads the named matrices, each expected as `[n_out_i, n_in]` (ggml dims `[n_in, n_out_i]`),
@@ -245,6 +242,9 @@ fn ours(
         GgmlDType::Q4K => Some(Kernel::Q4K(Q4KMatrix::from_bytes(
             arena, data, n_out, n_in,
         )?)),
+        GgmlDType::Q6K => Some(Kernel::Q6K(Arc::new(Q6KMatrix::from_bytes(
+            arena, data, n_out, n_in,
+        )?))),
         GgmlDType::Q5_0 => Some(Kernel::Q5_0(Q5_0Matrix::from_bytes(
             arena, data, n_out, n_in,
         )?)),

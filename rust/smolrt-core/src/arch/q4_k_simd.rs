@@ -15,7 +15,7 @@ use std::arch::x86_64::*;
 use super::act_blocks::ActBlock;
 use super::panels::PANEL;
 use super::q4_k::{Q4KPanel, SUB};
-use super::simd::prefetch_ahead;
+use super::simd::prefetch_ahead_part;
 
 /// 16 bytes of scales (one per lane) as f32.
 #[inline(always)]
@@ -32,10 +32,10 @@ pub(super) unsafe fn dot_avx512<const R: usize>(
     let nibble = _mm512_set1_epi8(0x0F);
     let mut acc = [_mm512_setzero_ps(); R];
     for (i, p) in panels.iter().enumerate() {
-        prefetch_ahead(p, ahead);
         let d = _mm512_cvtph_ps(_mm256_loadu_si256(p.d.as_ptr() as *const __m256i));
         let dmin = _mm512_cvtph_ps(_mm256_loadu_si256(p.dmin.as_ptr() as *const __m256i));
         for j in 0..SUB {
+            prefetch_ahead_part(p, ahead, j, SUB);
             let scale = _mm512_mul_ps(d, bytes_512(p.sc.as_ptr().add(PANEL * j)));
             let min = _mm512_mul_ps(dmin, bytes_512(p.m.as_ptr().add(PANEL * j)));
             let mut isum = [_mm512_setzero_si512(); R];
@@ -86,14 +86,14 @@ pub(super) unsafe fn dot_avx2<const R: usize>(
     for half in 0..2 {
         let mut acc = [_mm256_setzero_ps(); R];
         for (i, p) in panels.iter().enumerate() {
-            if half == 0 {
-                prefetch_ahead(p, ahead);
-            }
             let lanes = 8 * half;
             let d = _mm256_cvtph_ps(_mm_loadu_si128(p.d.as_ptr().add(lanes) as *const __m128i));
             let dmin =
                 _mm256_cvtph_ps(_mm_loadu_si128(p.dmin.as_ptr().add(lanes) as *const __m128i));
             for j in 0..SUB {
+                if half == 0 {
+                    prefetch_ahead_part(p, ahead, j, SUB);
+                }
                 let scale = _mm256_mul_ps(d, bytes_256(p.sc.as_ptr().add(PANEL * j + lanes)));
                 let min = _mm256_mul_ps(dmin, bytes_256(p.m.as_ptr().add(PANEL * j + lanes)));
                 let mut sum16 = [_mm256_setzero_si256(); R];

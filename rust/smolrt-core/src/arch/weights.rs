@@ -6,6 +6,7 @@ use candle_core::Device;
 
 use super::embedding::{Embedding, Table};
 use super::linear::Linear;
+use super::q6_k::Q6KMatrix;
 use super::q8_0::Q8_0Matrix;
 use super::weight_arena::WeightArena;
 use crate::config::ModelConfig;
@@ -67,10 +68,7 @@ impl Weights {
             });
         }
         let output = if cfg.tied_embeddings {
-            match embedding.table() {
-                Table::Q8_0(m) => Linear::from_q8_0(m.clone()),
-                Table::Candle(t) => Linear::from_qtensor(t.clone())?,
-            }
+            Linear::tied(embedding.table())?
         } else {
             Linear::load(
                 arena,
@@ -88,8 +86,8 @@ impl Weights {
     }
 }
 
-/// The token table, in our Q8_0 form when it is Q8_0 (so the tied output projection runs on
-/// our kernel), else as a candle tensor.
+/// The token table, in our panels when it is Q8_0 or Q6_K (so the tied output projection runs
+/// on our kernel, and rows are read back from the same copy), else as a candle tensor.
 fn embedding_table(arena: &mut WeightArena, file: &GgufFile) -> Result<Table> {
     let name = "token_embd.weight";
     let info = file
@@ -102,6 +100,9 @@ fn embedding_table(arena: &mut WeightArena, file: &GgufFile) -> Result<Table> {
             n_out,
             n_in,
         )?))),
+        (GgmlDType::Q6K, &[n_in, n_out]) if n_in % 256 == 0 => Ok(Table::Q6K(Arc::new(
+            Q6KMatrix::from_bytes(arena, file.tensor_data(info), n_out, n_in)?,
+        ))),
         _ => Ok(Table::Candle(Arc::new(file.qtensor(name)?))),
     }
 }

@@ -1,0 +1,164 @@
+//! Q6_K weights: super-blocks of 256 values, 6-bit quants and a signed 8-bit scale per 16
+//! values, `value = d · sc · (q − 32)`. llama.cpp's Q4_K_M files keep the output head (the tied
+//! embedding) and some attn_v / ffn_down matrices in it, and Q6_K files everything. A panel is
+//! one super-block of 16 rows: each 32-value block's low nibbles laid out as Q4_1's (see
+//! `nibbles`), the top two bits of its lower and upper 16 values beside them, the scales as
+//! bytes: the GGUF byte count exactly. Per block the kernels keep the two halves' integer sums
+//! apart, take 32 times the activations' sums back out, weight them by their scales and add:
+//! one exact integer per block and row (|·| ≤ 2·16·32·127·128 < 2^24), then one fused
+//! multiply-add by d·d_a. Activations are ggml's Q8_K, as llama.cpp pairs them.
+
+use half::f16;
+
+use super::act_blocks::{quantize_row_k_into, ActBlock, QK};
+use super::nibbles::pack_nibbles;
+use super::panels::{PanelBlock, PanelMatrix, PANEL};
+use super::q4_k::SUB;
+
+pub(crate) type Q6KMatrix = PanelMatrix<Q6KPanel>;
+
+/// GGUF's block: 128 bytes of low nibbles, 64 of top bits, 16 scales (i8), d (f16).
+pub(crate) const BLOCK_BYTES: usize = 210;
+
+/// Super-block `i` of 16 rows. Block `j`'s low nibbles at `qs[256j..]` as `nibbles` lays them
+/// out; its top bits at `qh[128j + 64h + 4c + b]` for the nibble bytes `64k + 4c + b` with
+/// `k = 2h` (bits 0-1 for the low nibble's value, 2-3 for the high one's) and `k = 2h + 1`
+/// (bits 4-7 likewise); its scales per row at `sc[32j + c]` (values 0..16) and
+/// `sc[32j + 16 + c]` (16..32).
+#[repr(C, align(32))]
+#[derive(Clone, Copy)]
+pub(crate) struct Q6KPanel {
+    pub(super) qs: [u8; SUB * 256],
+    pub(super) qh: [u8; SUB * 128],
+    pub(super) sc: [i8; SUB * 2 * PANEL],
+    pub(super) d: [f16; PANEL],
+}
+
+/// Quant `v` (0..256, unsigned 0..64) of one GGUF block, and the index of its scale.
+fn gguf_quant(b: &[u8], v: usize) -> (u8, usize) {
+    let (ql, qh) = (&b[..128], &b[128..192]);
+    let (n, w) = (v / 128, v % 128);
+    let (quarter, l) = (w / 32, w % 32);
+    let low = ql[64 * n + l + 32 * (quarter % 2)];
+    let low = if quarter < 2 { low & 0x0F } else { low >> 4 };
+    let high = (qh[32 * n + l] >> (2 * quarter)) & 3;
+    (low | high << 4, 8 * n + l / 16 + 2 * quarter)
+}
+
+impl Q6KPanel {
+    /// Quant `v` (0..32, unsigned) of block `j`, row `c`.
+    #[inline(always)]
+    fn quant(&self, c: usize, j: usize, v: usize) -> i32 {
+        let (k, b) = ((v % 16) / 4, v % 4);
+        let byte = self.qs[256 * j + 64 * k + 4 * c + b];
+        let low = if v < 16 { byte & 0x0F } else { byte >> 4 };
+        let bits = self.qh[128 * j + 64 * (k / 2) + 4 * c + b] >> (4 * (k % 2));
+        let high = if v < 16 { bits & 3 } else { (bits >> 2) & 3 };
+        i32::from(low | high << 4)
+    }
+
+    /// The scale of the lower (`half` 0) or upper 16 values of block `j`, row `c`.
+    #[inline(always)]
+    fn scale(&self, c: usize, j: usize, half: usize) -> i32 {
+        i32::from(self.sc[32 * j + 16 * half + c])
+    }
+}
+
+impl PanelBlock for Q6KPanel {
+    const NAME: &'static str = "Q6_K";
+    const BLOCKS: usize = SUB;
+    const BYTES: usize = BLOCK_BYTES;
+
+    fn quantize_row(row: &[f32], out: &mut [ActBlock]) {
+        quantize_row_k_into(row, out)
+    }
+
+    fn pack(rows: [&[u8]; PANEL]) -> Self {
+        let mut p = Q6KPanel {
+            qs: [0; SUB * 256],
+            qh: [0; SUB * 128],
+            sc: [0; SUB * 2 * PANEL],
+            d: rows.map(|b| f16::from_le_bytes([b[208], b[209]])),
+        };
+        for j in 0..SUB {
+            let quants = rows
+                .map(|b| std::array::from_fn::<(u8, usize), 32, _>(|v| gguf_quant(b, 32 * j + v)));
+            let nibbles = quants.map(|q| {
+                std::array::from_fn::<u8, 16, _>(|v| (q[v].0 & 0x0F) | (q[v + 16].0 & 0x0F) << 4)
+            });
+            let mut qs = [0u8; 256];
+            pack_nibbles(&mut qs, std::array::from_fn(|c| &nibbles[c][..]));
+            p.qs[256 * j..256 * (j + 1)].copy_from_slice(&qs);
+            for (c, q) in quants.iter().enumerate() {
+                for k in 0..4 {
+                    for b in 0..4 {
+                        let (lo, hi) = (q[4 * k + b].0 >> 4, q[16 + 4 * k + b].0 >> 4);
+                        p.qh[128 * j + 64 * (k / 2) + 4 * c + b] |= (lo | hi << 2) << (4 * (k % 2));
+                    }
+                }
+                let scales = &rows[c][192..208];
+                p.sc[32 * j + c] = scales[q[0].1] as i8;
+                p.sc[32 * j + 16 + c] = scales[q[16].1] as i8;
+            }
+        }
+        p
+    }
+
+    /// As the gguf package dequantizes: `(d · sc) · (q − 32)`, unfused.
+    fn dequantize_lane(&self, c: usize, block: usize) -> [f32; QK] {
+        let d = self.d[c].to_f32();
+        std::array::from_fn(|v| {
+            let scale = d * self.scale(c, block, v / 16) as f32;
+            scale * (self.quant(c, block, v) - 32) as f32
+        })
+    }
+
+    fn dot_scalar<const R: usize>(panels: &[Self], acts: [&[ActBlock]; R]) -> [[f32; PANEL]; R] {
+        dot_scalar(panels, acts)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn dot_avx2<const R: usize>(
+        panels: &[Self],
+        acts: [&[ActBlock]; R],
+        ahead: usize,
+    ) -> [[f32; PANEL]; R] {
+        super::q6_k_simd::dot_avx2(panels, acts, ahead)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn dot_avx512<const R: usize>(
+        panels: &[Self],
+        acts: [&[ActBlock]; R],
+        ahead: usize,
+    ) -> [[f32; PANEL]; R] {
+        super::q6_k_simd::dot_avx512(panels, acts, ahead)
+    }
+}
+
+/// Per 32-value block and lane: the exact integer
+/// `sc_lo · (Σ_lo q_w·q_a − 32·Σ_lo q_a) + sc_hi · (Σ_hi q_w·q_a − 32·Σ_hi q_a)`, then
+/// `acc = f32(it) · (d_w·d_a) + acc`, a fused multiply-add; the SIMD kernels do exactly this.
+fn dot_scalar<const R: usize>(panels: &[Q6KPanel], acts: [&[ActBlock]; R]) -> [[f32; PANEL]; R] {
+    let mut out = [[0f32; PANEL]; R];
+    for (i, p) in panels.iter().enumerate() {
+        for j in 0..SUB {
+            for (acc_row, row) in out.iter_mut().zip(acts.iter()) {
+                let a = &row[SUB * i + j];
+                for (c, acc) in acc_row.iter_mut().enumerate() {
+                    let half = |h: usize| -> i32 {
+                        (16 * h..16 * (h + 1))
+                            .map(|v| p.quant(c, j, v) * i32::from(a.qs[v]))
+                            .sum()
+                    };
+                    let sums = [a.sum_lo, a.sum - a.sum_lo];
+                    let exact: i32 = (0..2)
+                        .map(|h| p.scale(c, j, h) * (half(h) - 32 * sums[h]))
+                        .sum();
+                    *acc = (exact as f32).mul_add(p.d[c].to_f32() * a.d, *acc);
+                }
+            }
+        }
+    }
+    out
+}
