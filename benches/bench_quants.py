@@ -8,8 +8,11 @@ Needs llama-cpp-python (kept out of CI: ~15 minutes to build) to write the files
 rounding besides its own, which matters for quality, not for speed). They are kept under
 `models/quants/`. SmolLM2's 576-wide rows are not a multiple of 256, so llama.cpp's K-quant
 mixes fall back to Q5_0 / Q8_0 for most matrices; the tensor-type column says what each file
-holds. Rows: one-stream decode (128 tokens after a short prompt) and a 512-token prefill, the
-best of `--repeats`.
+holds. `--wide` runs on a synthetic file instead whose rows are multiples of 256, so the
+K-quant types are what they say (12 layers, 1024 wide, 2816 FFN, SmolLM2's tokenizer, random
+weights in f32, written once under `models/quants/`): speed only, its text is noise. Rows:
+one-stream decode (128 tokens after a short prompt) and a 512-token prefill, the best of
+`--repeats`.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ OUT = Path(__file__).resolve().parent.parent / "models" / "quants"
 def requantized(source: Path, name: str) -> Path:
     import llama_cpp
 
-    out = OUT / f"{source.stem.split('.')[0]}.{name}.gguf"
+    out = OUT / f"{source.name.split('.')[0]}.{name}.gguf"
     if name == "Q4_1" and "Q4_1" in source.name:
         return source
     if not out.exists():
@@ -43,6 +46,21 @@ def requantized(source: Path, name: str) -> Path:
         if llama_cpp.llama_model_quantize(str(source).encode(), str(tmp).encode(), ctypes.byref(params)) != 0:
             raise RuntimeError(f"llama.cpp could not write {name}")
         tmp.rename(out)
+    return out
+
+
+def wide_source(tokenizer_model: Path) -> Path:
+    """The synthetic 256-aligned source file (see the module docstring)."""
+    out = OUT / "wide-llama.F32.gguf"
+    if not out.exists():
+        sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+        from fixtures import smollm3_gguf as m
+
+        # the test builder with SmolLM3-like widths instead of its tiny ones
+        m.N_LAYER, m.N_EMBD, m.N_HEAD, m.N_HEAD_KV, m.HEAD_DIM, m.N_FF = 12, 1024, 16, 4, 64, 2816
+        m.CONTEXT_LENGTH = 2048
+        OUT.mkdir(parents=True, exist_ok=True)
+        m.write_smollm3(out, "f32_untied", tokenizer_model)
     return out
 
 
@@ -71,6 +89,7 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--decode-tokens", type=int, default=128)
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--wide", action="store_true", help="a synthetic 256-aligned file (real K-quants)")
     args = ap.parse_args()
     os.environ["RAYON_NUM_THREADS"] = str(args.threads)
     try:
@@ -82,6 +101,8 @@ def main() -> int:
     from smolrt.models import resolve_model
 
     source = Path(resolve_model(None))
+    if args.wide:
+        source = wide_source(source)
     with Engine.load(source) as probe:
         prompt_ids = probe.tokenize(PROSE * 80, add_special=False)[:512]
         short_ids = probe.tokenize(
