@@ -108,30 +108,7 @@ macro_rules! panel_kernels {
             super::nibbles::dequantize_lane(self, c)
         }
 
-        fn dot_scalar<const R: usize>(
-            panels: &[Self],
-            acts: [&[ActBlock]; R],
-        ) -> [[f32; PANEL]; R] {
-            super::nibbles::dot_scalar(panels, acts)
-        }
-
-        #[cfg(target_arch = "x86_64")]
-        unsafe fn dot_avx2<const R: usize>(
-            panels: &[Self],
-            acts: [&[ActBlock]; R],
-            ahead: usize,
-        ) -> [[f32; PANEL]; R] {
-            super::nibbles_simd::dot_avx2(panels, acts, ahead)
-        }
-
-        #[cfg(target_arch = "x86_64")]
-        unsafe fn dot_avx512<const R: usize>(
-            panels: &[Self],
-            acts: [&[ActBlock]; R],
-            ahead: usize,
-        ) -> [[f32; PANEL]; R] {
-            super::nibbles_simd::dot_avx512(panels, acts, ahead)
-        }
+        super::panels::forward_kernels!(super::nibbles::dot_scalar, nibbles_simd);
     };
 }
 pub(super) use panel_kernels;

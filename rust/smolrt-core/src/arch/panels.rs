@@ -84,6 +84,38 @@ pub(crate) trait PanelBlock: Copy + Send + Sync + 'static {
     }
 }
 
+/// Inside an `impl PanelBlock`: `dot_scalar`, `dot_avx2` and `dot_avx512` handed to the
+/// portable function `$scalar` and to the functions of the same names in module `$simd`.
+macro_rules! forward_kernels {
+    ($scalar:path, $simd:ident) => {
+        fn dot_scalar<const R: usize>(
+            panels: &[Self],
+            acts: [&[ActBlock]; R],
+        ) -> [[f32; PANEL]; R] {
+            $scalar(panels, acts)
+        }
+
+        #[cfg(target_arch = "x86_64")]
+        unsafe fn dot_avx2<const R: usize>(
+            panels: &[Self],
+            acts: [&[ActBlock]; R],
+            ahead: usize,
+        ) -> [[f32; PANEL]; R] {
+            super::$simd::dot_avx2(panels, acts, ahead)
+        }
+
+        #[cfg(target_arch = "x86_64")]
+        unsafe fn dot_avx512<const R: usize>(
+            panels: &[Self],
+            acts: [&[ActBlock]; R],
+            ahead: usize,
+        ) -> [[f32; PANEL]; R] {
+            super::$simd::dot_avx512(panels, acts, ahead)
+        }
+    };
+}
+pub(super) use forward_kernels;
+
 thread_local! {
     /// The calling thread's quantized activations, kept between matmuls: fresh multi-megabyte
     /// buffers on every call cost page faults and kernel page zeroing (perf: about 15% of a

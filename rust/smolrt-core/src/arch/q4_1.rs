@@ -6,7 +6,7 @@
 use half::f16;
 
 use super::act_blocks::{ActBlock, QK};
-use super::panels::{PanelBlock, PanelMatrix, PANEL};
+use super::panels::{forward_kernels, PanelBlock, PanelMatrix, PANEL};
 
 pub(crate) type Q4_1Matrix = PanelMatrix<Q4_1Panel>;
 
@@ -67,27 +67,7 @@ impl PanelBlock for Q4_1Panel {
         })
     }
 
-    fn dot_scalar<const R: usize>(panels: &[Self], acts: [&[ActBlock]; R]) -> [[f32; PANEL]; R] {
-        dot_scalar(panels, acts)
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    unsafe fn dot_avx2<const R: usize>(
-        panels: &[Self],
-        acts: [&[ActBlock]; R],
-        ahead: usize,
-    ) -> [[f32; PANEL]; R] {
-        super::q4_1_simd::dot_avx2(panels, acts, ahead)
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    unsafe fn dot_avx512<const R: usize>(
-        panels: &[Self],
-        acts: [&[ActBlock]; R],
-        ahead: usize,
-    ) -> [[f32; PANEL]; R] {
-        super::q4_1_simd::dot_avx512(panels, acts, ahead)
-    }
+    forward_kernels!(dot_scalar, q4_1_simd);
 }
 
 /// Per block and lane: `acc = f32(Σ q_w·q_a) · (d_w·d_a) + acc`, then `acc = m_w · s_a + acc`,

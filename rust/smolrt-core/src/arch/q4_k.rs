@@ -15,7 +15,7 @@ use half::f16;
 
 use super::act_blocks::{quantize_row_k_into, ActBlock, QK, QK_K};
 use super::nibbles::pack_nibbles;
-use super::panels::{PanelBlock, PanelMatrix, PANEL};
+use super::panels::{forward_kernels, PanelBlock, PanelMatrix, PANEL};
 
 pub(crate) type Q4KMatrix = PanelMatrix<Q4KPanel>;
 
@@ -116,27 +116,7 @@ impl PanelBlock for Q4KPanel {
         std::array::from_fn(|v| d * self.quant(c, block, v) as f32 - m)
     }
 
-    fn dot_scalar<const R: usize>(panels: &[Self], acts: [&[ActBlock]; R]) -> [[f32; PANEL]; R] {
-        dot_scalar(panels, acts)
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    unsafe fn dot_avx2<const R: usize>(
-        panels: &[Self],
-        acts: [&[ActBlock]; R],
-        ahead: usize,
-    ) -> [[f32; PANEL]; R] {
-        super::q4_k_simd::dot_avx2(panels, acts, ahead)
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    unsafe fn dot_avx512<const R: usize>(
-        panels: &[Self],
-        acts: [&[ActBlock]; R],
-        ahead: usize,
-    ) -> [[f32; PANEL]; R] {
-        super::q4_k_simd::dot_avx512(panels, acts, ahead)
-    }
+    forward_kernels!(dot_scalar, q4_k_simd);
 }
 
 /// Per 32-value block and lane: the exact integer `Σ q_w·q_a`, then

@@ -12,7 +12,7 @@ use half::f16;
 
 use super::act_blocks::{quantize_row_k_into, ActBlock, QK};
 use super::nibbles::pack_nibbles;
-use super::panels::{PanelBlock, PanelMatrix, PANEL};
+use super::panels::{forward_kernels, PanelBlock, PanelMatrix, PANEL};
 use super::q4_k::SUB;
 
 pub(crate) type Q6KMatrix = PanelMatrix<Q6KPanel>;
@@ -113,27 +113,7 @@ impl PanelBlock for Q6KPanel {
         })
     }
 
-    fn dot_scalar<const R: usize>(panels: &[Self], acts: [&[ActBlock]; R]) -> [[f32; PANEL]; R] {
-        dot_scalar(panels, acts)
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    unsafe fn dot_avx2<const R: usize>(
-        panels: &[Self],
-        acts: [&[ActBlock]; R],
-        ahead: usize,
-    ) -> [[f32; PANEL]; R] {
-        super::q6_k_simd::dot_avx2(panels, acts, ahead)
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    unsafe fn dot_avx512<const R: usize>(
-        panels: &[Self],
-        acts: [&[ActBlock]; R],
-        ahead: usize,
-    ) -> [[f32; PANEL]; R] {
-        super::q6_k_simd::dot_avx512(panels, acts, ahead)
-    }
+    forward_kernels!(dot_scalar, q6_k_simd);
 }
 
 /// Per 32-value block and lane: the exact integer

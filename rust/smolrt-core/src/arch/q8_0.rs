@@ -7,7 +7,7 @@
 use half::f16;
 
 use super::act_blocks::{ActBlock, QK};
-use super::panels::{PanelBlock, PanelMatrix, PANEL};
+use super::panels::{forward_kernels, PanelBlock, PanelMatrix, PANEL};
 
 pub(crate) type Q8_0Matrix = PanelMatrix<Q8_0Panel>;
 
@@ -48,27 +48,7 @@ impl PanelBlock for Q8_0Panel {
         std::array::from_fn(|j| self.qs[64 * (j / 4) + 4 * c + j % 4] as f32 * d)
     }
 
-    fn dot_scalar<const R: usize>(panels: &[Self], acts: [&[ActBlock]; R]) -> [[f32; PANEL]; R] {
-        dot_scalar(panels, acts)
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    unsafe fn dot_avx2<const R: usize>(
-        panels: &[Self],
-        acts: [&[ActBlock]; R],
-        ahead: usize,
-    ) -> [[f32; PANEL]; R] {
-        super::q8_0_simd::dot_avx2(panels, acts, ahead)
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    unsafe fn dot_avx512<const R: usize>(
-        panels: &[Self],
-        acts: [&[ActBlock]; R],
-        ahead: usize,
-    ) -> [[f32; PANEL]; R] {
-        super::q8_0_simd::dot_avx512(panels, acts, ahead)
-    }
+    forward_kernels!(dot_scalar, q8_0_simd);
 }
 
 /// Per block and lane: `acc = f32(Σ q_w·q_a) · (d_w·d_a) + acc`, one fused multiply-add; the
