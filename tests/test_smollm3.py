@@ -51,6 +51,7 @@ TOLERANCE = {
     "f32_untied": (1e-3, 1e-4),
     "q8_0_untied": (1.6, 0.45),
     "q4_k_m_tied": (1.0, 0.2),
+    "q4_0_q5_untied": (1.0, 0.2),
 }
 
 

@@ -139,12 +139,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", type=Path, default=default_model(), help="the tokenizer source (default model)")
     ap.add_argument("--out", type=Path, default=REPO / "tests" / "golden")
+    ap.add_argument("--variants", default="", help="comma-separated variants to record (default: all)")
     args = ap.parse_args()
+    wanted = [v for v in args.variants.split(",") if v] or list(smollm3_gguf.VARIANTS)
     import llama_cpp
 
     args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        for name in smollm3_gguf.VARIANTS:
+        for name in wanted:
             path = smollm3_gguf.write_smollm3(Path(tmp) / f"{name}.gguf", name, args.model)
             vocab = len(next(v for k, v, _, _ in smollm3_gguf.tokenizer_fields(args.model) if k.endswith(".tokens")))
             subset = sorted(np.random.default_rng(SUBSET_SEED).choice(vocab, N_SUBSET, replace=False).tolist())
