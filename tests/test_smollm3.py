@@ -52,6 +52,7 @@ TOLERANCE = {
     "q8_0_untied": (1.6, 0.45),
     "q4_k_m_tied": (1.0, 0.2),
     "q4_0_q5_untied": (1.0, 0.2),
+    "q5_k_m_untied": (1.0, 0.2),
 }
 
 

@@ -7,7 +7,7 @@ Writes rust/smolrt-core/src/arch/testdata/kernel_blocks.txt, one block per line:
     q4_1 <20 bytes hex> <32 f32 bit patterns, hex>      weight block and its dequantized values
     q8_0 <34 bytes hex> <32 f32 bit patterns, hex>
     q4_0, q5_0, q5_1 likewise (18, 22, 24 bytes); q4_k <144 bytes> <256 f32 bit patterns>,
-    q6_k <210 bytes> <256 f32 bit patterns>
+    q5_k <176 bytes>, q6_k <210 bytes> likewise
     act  <32 f32 bit patterns> <Q8_0 block, 34 bytes hex> activations and gguf's quantization
 Random blocks plus edge cases: zero and negative scales, subnormal and large f16 scales, extreme
 quants (0/15, 0/31 with every fifth bit set or clear, -128/127), all-zero and single-spike
@@ -96,6 +96,18 @@ def q4_k_blocks(rng: np.random.Generator) -> list[bytes]:
     return out
 
 
+def q5_k_blocks(rng: np.random.Generator) -> list[bytes]:
+    """Q5_K super-blocks: Q4_K's fields (see `q4_k_blocks`) with 32 bytes of fifth bits."""
+    out = []
+    for i, b in enumerate(q4_k_blocks(rng)):
+        if i % 7 == 1:
+            qh = np.full(32, b[16], dtype=np.uint8)  # the extremes: fifth bits as the nibbles
+        else:
+            qh = rng.integers(0, 256, 32, dtype=np.uint8)
+        out.append(b[:16] + qh.tobytes() + b[16:])
+    return out
+
+
 def q6_k_blocks(rng: np.random.Generator) -> list[bytes]:
     """Q6_K super-blocks written directly: random low nibbles, top bits and signed scales (the
     extremes -128 and 127 included), finite f16 d, and the all-zero / all-ones extremes."""
@@ -143,6 +155,9 @@ def main() -> None:
     for b in q6_k_blocks(later):
         values = dequantize(np.frombuffer(b, dtype=np.uint8), T.Q6_K)
         lines.append(f"q6_k {b.hex()} {bits(values)}")
+    for b in q5_k_blocks(later):
+        values = dequantize(np.frombuffer(b, dtype=np.uint8), T.Q5_K)
+        lines.append(f"q5_k {b.hex()} {bits(values)}")
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text("\n".join(lines) + "\n")
     print(f"wrote {OUT} ({len(lines) - 1} blocks)")

@@ -11,6 +11,7 @@ use super::q4_1::Q4_1Panel;
 use super::q4_1::{self, Q4_1Matrix};
 use super::q4_k::{Q4KMatrix, Q4KPanel};
 use super::q5::{Q5_0Matrix, Q5_0Panel, Q5_1Matrix, Q5_1Panel};
+use super::q5_k::{Q5KMatrix, Q5KPanel};
 use super::q6_k::{Q6KMatrix, Q6KPanel};
 use super::q8_0::{Q8_0Matrix, Q8_0Panel};
 use super::weight_arena::WeightArena;
@@ -91,6 +92,7 @@ fn dequantizers_match_gguf_bit_for_bit() {
     check_lanes::<Q5_1Panel>("q5_1");
     check_lanes::<Q4KPanel>("q4_k");
     check_lanes::<Q6KPanel>("q6_k");
+    check_lanes::<Q5KPanel>("q5_k");
 }
 
 /// Packs fixture blocks into panels (padding included) and reads every row back.
@@ -273,6 +275,11 @@ fn q4_k_matmul_matches_gguf_dequantized_reference() {
 }
 
 #[test]
+fn q5_k_matmul_matches_gguf_dequantized_reference() {
+    check_panel_matmul::<Q5KPanel>("q5_k", true);
+}
+
+#[test]
 fn q6_k_matmul_matches_gguf_dequantized_reference() {
     check_panel_matmul::<Q6KPanel>("q6_k", false);
 }
@@ -316,6 +323,7 @@ fn kernels_agree_bit_for_bit_across_instruction_sets() {
     check_isas_agree::<Q5_1Panel>("q5_1");
     check_isas_agree::<Q4KPanel>("q4_k");
     check_isas_agree::<Q6KPanel>("q6_k");
+    check_isas_agree::<Q5KPanel>("q5_k");
 }
 
 #[test]
@@ -334,6 +342,8 @@ fn rejects_wrong_sizes() {
     assert!(Q4KMatrix::from_bytes(&mut WeightArena::new(), &[0; 144], 1, 128).is_err());
     assert!(Q4KMatrix::from_bytes(&mut WeightArena::new(), &[0; 143], 1, 256).is_err());
     assert!(Q4KMatrix::from_bytes(&mut WeightArena::new(), &[0; 144], 1, 256).is_ok());
+    assert!(Q5KMatrix::from_bytes(&mut WeightArena::new(), &[0; 175], 1, 256).is_err());
+    assert!(Q5KMatrix::from_bytes(&mut WeightArena::new(), &[0; 176], 1, 256).is_ok());
     assert!(Q6KMatrix::from_bytes(&mut WeightArena::new(), &[0; 209], 1, 256).is_err());
     assert!(Q6KMatrix::from_bytes(&mut WeightArena::new(), &[0; 210], 1, 256).is_ok());
 }

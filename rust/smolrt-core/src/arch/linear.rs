@@ -17,6 +17,7 @@ use super::q4_0::Q4_0Matrix;
 use super::q4_1::Q4_1Matrix;
 use super::q4_k::Q4KMatrix;
 use super::q5::{Q5_0Matrix, Q5_1Matrix};
+use super::q5_k::Q5KMatrix;
 use super::q6_k::Q6KMatrix;
 use super::q8_0::Q8_0Matrix;
 use super::weight_arena::WeightArena;
@@ -31,8 +32,8 @@ struct Part {
 
 /// Who multiplies: ours for the types we have kernels for (candle leaves Q4_1, Q5_0 and Q5_1
 /// scalar, its Q4_0 ran at 0.29x llama.cpp's prefill and its Q4_K at 0.79x its decode, and its
-/// Q8_0 path is noisier than ggml's), candle's quantized kernels for the rest (Q2_K, Q3_K,
-/// Q5_K, the float types).
+/// Q8_0 path is noisier than ggml's; its Q5_K prefilled at 0.52x), candle's quantized kernels
+/// for the rest (Q2_K, Q3_K, the float types).
 enum Kernel {
     Candle(Arc<QTensor>),
     Q4_0(Q4_0Matrix),
@@ -40,6 +41,7 @@ enum Kernel {
     Q4K(Q4KMatrix),
     Q5_0(Q5_0Matrix),
     Q5_1(Q5_1Matrix),
+    Q5K(Q5KMatrix),
     /// Shared, like Q8_0: a tied Q6_K embedding table (Q4_K_M files keep it in Q6_K).
     Q6K(Arc<Q6KMatrix>),
     /// Shared: the tied output projection is the embedding table.
@@ -69,6 +71,7 @@ impl Kernel {
             Kernel::Q4K(w) => w.matmul_into(isa(), input, rows, out, output),
             Kernel::Q5_0(w) => w.matmul_into(isa(), input, rows, out, output),
             Kernel::Q5_1(w) => w.matmul_into(isa(), input, rows, out, output),
+            Kernel::Q5K(w) => w.matmul_into(isa(), input, rows, out, output),
             Kernel::Q6K(w) => w.matmul_into(isa(), input, rows, out, output),
             Kernel::Q8_0(w) => w.matmul_into(isa(), input, rows, out, output),
         }
@@ -240,6 +243,9 @@ fn ours(
             arena, data, n_out, n_in,
         )?)),
         GgmlDType::Q4K => Some(Kernel::Q4K(Q4KMatrix::from_bytes(
+            arena, data, n_out, n_in,
+        )?)),
+        GgmlDType::Q5K => Some(Kernel::Q5K(Q5KMatrix::from_bytes(
             arena, data, n_out, n_in,
         )?)),
         GgmlDType::Q6K => Some(Kernel::Q6K(Arc::new(Q6KMatrix::from_bytes(

@@ -1,7 +1,7 @@
 //! The forward pass of llama-family models over a paged KV cache.
 //!
 //! Matmuls run on the whole batch at once, through our integer kernels for Q4_0, Q4_1, Q5_0,
-//! Q5_1, Q8_0, Q4_K and Q6_K (16-row panels, AVX-512 VNNI or AVX2 chosen at run time) and candle's
+//! Q5_1, Q8_0, Q4_K, Q5_K and Q6_K (16-row panels, AVX-512 VNNI or AVX2 chosen at run time) and candle's
 //! quantized kernels for other types (the other K-quants). Attention and SwiGLU run on 16-lane vectors (AVX-512 or AVX2, also chosen at
 //! run time); norms and rope are plain Rust over f32 slices. The row work around a projection
 //! (norm, SwiGLU, rope, residual add) runs inside that matmul's pass over the pool
@@ -31,6 +31,7 @@ mod q4_1_simd;
 mod q4_k;
 mod q4_k_simd;
 mod q5;
+mod q5_k;
 mod q6_k;
 mod q6_k_simd;
 mod q8_0;

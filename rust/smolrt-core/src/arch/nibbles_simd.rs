@@ -75,7 +75,7 @@ pub(super) unsafe fn dot_avx512<P: NibblePanel, const R: usize>(
 
 /// 16 where bit `i` of `bits` is set, for byte `i` of 32.
 #[inline(always)]
-unsafe fn sixteens(bits: u32) -> __m256i {
+pub(super) unsafe fn sixteens(bits: u32) -> __m256i {
     // every 128-bit lane holds all four bytes of `bits`: byte i takes byte i / 8 of them
     let spread = _mm256_shuffle_epi8(
         _mm256_set1_epi32(bits as i32),

@@ -1,10 +1,11 @@
-//! Q4_K weights, the main type of llama.cpp's Q4_K_M files (SmolLM3-3B's published one):
-//! super-blocks of 256 values, each eight blocks of 32 with a 6-bit scale and a 6-bit min,
-//! `value = (d · sc) · q − (dmin · m)`. candle's kernels decoded a Q4_K_M file at 0.79x
-//! llama.cpp; these are our panel kernels. A panel is one super-block of 16 rows: each 32-value
-//! block's nibbles laid out as Q4_1's (see `nibbles`), so it is the same integer dot product,
-//! with block scale `d · sc` and min `dmin · m` computed in f32 (exactly: 11 by 6 bits) per
-//! block from the scales kept as bytes, which keeps the panel at the GGUF byte count plus 3%.
+//! Q4_K weights, the main type of llama.cpp's Q4_K_M files (SmolLM3-3B's published one), and
+//! what Q5_K (`q5_k`) shares with them: super-blocks of 256 values, each eight blocks of 32 with
+//! a 6-bit scale and a 6-bit min, `value = (d · sc) · q − (dmin · m)`. candle's kernels decoded a
+//! Q4_K_M file at 0.79x llama.cpp; these are our panel kernels. A panel is one super-block of 16
+//! rows: each 32-value block's nibbles laid out as Q4_1's (see `nibbles`; a 5-bit type adds its
+//! fifth bits as `nibbles` lays them out per block), so it is the same integer dot product, with
+//! block scale `d · sc` and min `dmin · m` computed in f32 (exactly: 11 by 6 bits) per block from
+//! the scales kept as bytes, which keeps the panel at the GGUF byte count plus 2-3%.
 //! Activations are ggml's Q8_K (one scale per 256 values), as llama.cpp pairs them with Q4_K.
 //! Our Q8 blocks of 32 are finer, but their min term goes through an f16 `s`, and this type's
 //! blocks can carry mins that nearly cancel the scaled quants: on the SmolLM3 test's Q4_K_M
@@ -25,16 +26,49 @@ pub(super) const SUB: usize = QK_K / QK;
 /// GGUF's block: d, dmin (f16), 12 bytes of packed 6-bit scales and mins, 128 bytes of nibbles.
 pub(crate) const BLOCK_BYTES: usize = 144;
 
-/// Super-block `i` of 16 rows: block `j`'s nibbles at `qs[256j..]` as `nibbles` lays them out,
-/// its scales and mins per row at `sc[16j + c]`, `m[16j + c]`.
+/// A super-block panel with 6-bit scales and mins (Q4_K, Q5_K): block `j`'s nibbles at
+/// `qs()[256j..]` as `nibbles` lays them out, its fifth bits (5-bit types) at `qh()[8j..8j + 8]`
+/// as `nibbles::pack_fifth_bits` writes them, its scales and mins per row at `sc()[16j + c]`,
+/// `m()[16j + c]`.
+pub(crate) trait ScaleMinPanel {
+    fn qs(&self) -> &[u8; SUB * 256];
+    fn qh(&self) -> Option<&[u64; SUB * 8]>;
+    fn sc(&self) -> &[u8; SUB * PANEL];
+    fn m(&self) -> &[u8; SUB * PANEL];
+    fn d(&self) -> &[f16; PANEL];
+    fn dmin(&self) -> &[f16; PANEL];
+}
+
+/// Super-block `i` of 16 Q4_K rows (see `ScaleMinPanel`).
 #[repr(C, align(64))]
 #[derive(Clone, Copy)]
 pub(crate) struct Q4KPanel {
-    pub(super) qs: [u8; SUB * 256],
-    pub(super) sc: [u8; SUB * PANEL],
-    pub(super) m: [u8; SUB * PANEL],
-    pub(super) d: [f16; PANEL],
-    pub(super) dmin: [f16; PANEL],
+    qs: [u8; SUB * 256],
+    sc: [u8; SUB * PANEL],
+    m: [u8; SUB * PANEL],
+    d: [f16; PANEL],
+    dmin: [f16; PANEL],
+}
+
+impl ScaleMinPanel for Q4KPanel {
+    fn qs(&self) -> &[u8; SUB * 256] {
+        &self.qs
+    }
+    fn qh(&self) -> Option<&[u64; SUB * 8]> {
+        None
+    }
+    fn sc(&self) -> &[u8; SUB * PANEL] {
+        &self.sc
+    }
+    fn m(&self) -> &[u8; SUB * PANEL] {
+        &self.m
+    }
+    fn d(&self) -> &[f16; PANEL] {
+        &self.d
+    }
+    fn dmin(&self) -> &[f16; PANEL] {
+        &self.dmin
+    }
 }
 
 /// Block `j`'s 6-bit scale and min from GGUF's 12 packed bytes.
@@ -49,22 +83,65 @@ fn scale_min(scales: &[u8], j: usize) -> (u8, u8) {
     }
 }
 
-impl Q4KPanel {
-    /// Block `j`'s scale and min of row `c`, in f32: `d · sc` and `dmin · m`.
-    #[inline(always)]
-    fn scales(&self, c: usize, j: usize) -> (f32, f32) {
-        let at = PANEL * j + c;
-        (
-            self.d[c].to_f32() * f32::from(self.sc[at]),
-            self.dmin[c].to_f32() * f32::from(self.m[at]),
-        )
+/// What Q4_K and Q5_K blocks share, packed: each row's d and dmin (at bytes 0 and 2), the
+/// scales and mins (12 bytes from 4), and the low nibbles (`qs_at`: 128 bytes, a 64-value chunk
+/// per 32 bytes, its first block in the low nibbles, its second in the high ones).
+pub(super) fn pack_scale_min(
+    rows: [&[u8]; PANEL],
+    qs_at: usize,
+    qs: &mut [u8; SUB * 256],
+    sc: &mut [u8; SUB * PANEL],
+    m: &mut [u8; SUB * PANEL],
+) {
+    for j in 0..SUB {
+        // block j's 32 quants in Q4_1's byte order: byte v holds quants v and v + 16
+        let blocks = rows.map(|b| {
+            let at = |v: usize| {
+                let byte = b[qs_at + 32 * (j / 2) + v];
+                if j % 2 == 0 {
+                    byte & 0x0F
+                } else {
+                    byte >> 4
+                }
+            };
+            std::array::from_fn::<u8, 16, _>(|v| at(v) | at(v + 16) << 4)
+        });
+        let mut block = [0u8; 256];
+        pack_nibbles(&mut block, std::array::from_fn(|c| &blocks[c][..]));
+        qs[256 * j..256 * (j + 1)].copy_from_slice(&block);
+        for (c, b) in rows.iter().enumerate() {
+            (sc[PANEL * j + c], m[PANEL * j + c]) = scale_min(&b[4..16], j);
+        }
     }
+}
 
-    #[inline(always)]
-    fn quant(&self, c: usize, j: usize, v: usize) -> i32 {
-        let byte = self.qs[256 * j + 64 * ((v % 16) / 4) + 4 * c + v % 4];
-        i32::from(if v < 16 { byte & 0x0F } else { byte >> 4 })
-    }
+/// Block `j`'s scale and min of row `c`, in f32: `d · sc` and `dmin · m`.
+#[inline(always)]
+fn scales<P: ScaleMinPanel>(p: &P, c: usize, j: usize) -> (f32, f32) {
+    let at = PANEL * j + c;
+    (
+        p.d()[c].to_f32() * f32::from(p.sc()[at]),
+        p.dmin()[c].to_f32() * f32::from(p.m()[at]),
+    )
+}
+
+/// Quant `v` (0..32) of block `j`, row `c`, fifth bit included.
+#[inline(always)]
+fn quant<P: ScaleMinPanel>(p: &P, c: usize, j: usize, v: usize) -> i32 {
+    let (k, b) = ((v % 16) / 4, v % 4);
+    let byte = p.qs()[256 * j + 64 * k + 4 * c + b];
+    let low = if v < 16 { byte & 0x0F } else { byte >> 4 };
+    let high = p.qh().map_or(0, |qh| {
+        let mask = qh[8 * j + if v < 16 { k } else { 4 + k }];
+        ((mask >> (4 * c + b)) & 1) as u8
+    });
+    i32::from(low | high << 4)
+}
+
+/// As the gguf package dequantizes: `(d · sc) · q − (dmin · m)`, unfused.
+pub(super) fn dequantize_lane<P: ScaleMinPanel>(p: &P, c: usize, block: usize) -> [f32; QK] {
+    let (d, m) = scales(p, c, block);
+    std::array::from_fn(|v| d * quant(p, c, block, v) as f32 - m)
 }
 
 impl PanelBlock for Q4KPanel {
@@ -84,36 +161,12 @@ impl PanelBlock for Q4KPanel {
             d: rows.map(|b| f16::from_le_bytes([b[0], b[1]])),
             dmin: rows.map(|b| f16::from_le_bytes([b[2], b[3]])),
         };
-        for j in 0..SUB {
-            // block j's 32 quants in Q4_1's byte order: byte v holds quants v and v + 16
-            let blocks = rows.map(|b| {
-                let qs = &b[16..];
-                let at = |v: usize| {
-                    let byte = qs[32 * (j / 2) + v];
-                    if j % 2 == 0 {
-                        byte & 0x0F
-                    } else {
-                        byte >> 4
-                    }
-                };
-                std::array::from_fn::<u8, 16, _>(|v| at(v) | at(v + 16) << 4)
-            });
-            let mut qs = [0u8; 256];
-            pack_nibbles(&mut qs, std::array::from_fn(|c| &blocks[c][..]));
-            p.qs[256 * j..256 * (j + 1)].copy_from_slice(&qs);
-            for (c, b) in rows.iter().enumerate() {
-                let (sc, m) = scale_min(&b[4..16], j);
-                p.sc[PANEL * j + c] = sc;
-                p.m[PANEL * j + c] = m;
-            }
-        }
+        pack_scale_min(rows, 16, &mut p.qs, &mut p.sc, &mut p.m);
         p
     }
 
-    /// As the gguf package dequantizes: `(d · sc) · q − (dmin · m)`, unfused.
     fn dequantize_lane(&self, c: usize, block: usize) -> [f32; QK] {
-        let (d, m) = self.scales(c, block);
-        std::array::from_fn(|v| d * self.quant(c, block, v) as f32 - m)
+        dequantize_lane(self, c, block)
     }
 
     forward_kernels!(dot_scalar, q4_k_simd);
@@ -122,15 +175,20 @@ impl PanelBlock for Q4KPanel {
 /// Per 32-value block and lane: the exact integer `Σ q_w·q_a`, then
 /// `acc = f32(sum) · ((d·sc)·d_a) + acc` and `acc = −(dmin·m) · s_a + acc`, fused multiply-adds,
 /// in that order; the SIMD kernels do exactly this per lane.
-fn dot_scalar<const R: usize>(panels: &[Q4KPanel], acts: [&[ActBlock]; R]) -> [[f32; PANEL]; R] {
+pub(super) fn dot_scalar<P: ScaleMinPanel, const R: usize>(
+    panels: &[P],
+    acts: [&[ActBlock]; R],
+) -> [[f32; PANEL]; R] {
     let mut out = [[0f32; PANEL]; R];
     for (i, p) in panels.iter().enumerate() {
         for j in 0..SUB {
             for (acc_row, row) in out.iter_mut().zip(acts.iter()) {
                 let a = &row[SUB * i + j];
                 for (c, acc) in acc_row.iter_mut().enumerate() {
-                    let isum: i32 = (0..QK).map(|v| p.quant(c, j, v) * i32::from(a.qs[v])).sum();
-                    let (d, m) = p.scales(c, j);
+                    let isum: i32 = (0..QK)
+                        .map(|v| quant(p, c, j, v) * i32::from(a.qs[v]))
+                        .sum();
+                    let (d, m) = scales(p, c, j);
                     *acc = (isum as f32).mul_add(d * a.d, *acc);
                     *acc = (-m).mul_add(a.s, *acc);
                 }
