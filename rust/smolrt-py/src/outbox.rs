@@ -15,7 +15,7 @@
 use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
-use smolrt_core::engine::{Event, EventKind, SeqId};
+use smolrt_core::engine::{Event, SeqId};
 
 use crate::stepper::lock;
 
@@ -78,13 +78,6 @@ pub struct Outbox {
 #[derive(Debug)]
 pub struct AlreadyAttached;
 
-fn is_final(event: &Event) -> bool {
-    matches!(
-        event.kind,
-        EventKind::Finished { .. } | EventKind::Failed { .. }
-    )
-}
-
 impl Outbox {
     /// Queue one step's events (and, when `ended`, the end of the stream) and wake their routers.
     pub fn push(&self, events: impl IntoIterator<Item = Event>, ended: bool) {
@@ -94,7 +87,7 @@ impl Outbox {
         for event in events {
             match state.attached.as_mut() {
                 Some(a) if a.sequences.contains(&event.seq) => {
-                    if is_final(&event) {
+                    if event.is_final() {
                         a.sequences.remove(&event.seq);
                     }
                     a.events.push_back(event);

@@ -226,14 +226,8 @@ impl Stepper {
 
     /// The sequences whose final event is among `events` are no longer live.
     fn forget_ended(&self, events: &[Event]) {
-        let ended = events.iter().filter(|e| {
-            matches!(
-                e.kind,
-                EventKind::Finished { .. } | EventKind::Failed { .. }
-            )
-        });
         let mut live = lock(&self.live);
-        for event in ended {
+        for event in events.iter().filter(|e| e.is_final()) {
             live.remove(&event.seq);
         }
     }

@@ -90,3 +90,13 @@ pub struct Event {
     pub seq: SeqId,
     pub kind: EventKind,
 }
+
+impl Event {
+    /// Whether this is its sequence's last event (finished or failed).
+    pub fn is_final(&self) -> bool {
+        matches!(
+            self.kind,
+            EventKind::Finished { .. } | EventKind::Failed { .. }
+        )
+    }
+}

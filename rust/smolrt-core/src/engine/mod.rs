@@ -213,19 +213,8 @@ impl Engine {
         self.resident.drop_key(key, &mut self.pool)
     }
 
-    /// How many leading tokens of `prompt` a request under `key` would not prefill again.
-    pub fn cached_prefix(&self, key: SessionKey, prompt: &[u32]) -> usize {
-        self.resident
-            .tokens(key)
-            .map_or(0, |resident| reusable(resident, prompt))
-    }
-
-    /// Tokens of a session's conversation whose KV is resident (0 after eviction).
-    pub fn resident_tokens(&self, key: SessionKey) -> usize {
-        self.resident.resident_tokens(key)
-    }
-
-    /// Which tokens each session has resident, readable while a step runs (a shared handle).
+    /// Which tokens each session has resident and how much of a prompt they cover
+    /// (`cached_prefix`, `resident_tokens`), readable while a step runs: a shared handle.
     pub fn resident_directory(&self) -> ResidentDirectory {
         self.resident.directory()
     }

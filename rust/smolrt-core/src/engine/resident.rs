@@ -75,16 +75,6 @@ impl ResidentStore {
         self.directory.clone()
     }
 
-    /// The tokens whose KV `key` holds, if any.
-    pub fn tokens(&self, key: SessionKey) -> Option<&[u32]> {
-        self.map.get(&key).map(|r| &*r.tokens)
-    }
-
-    /// Tokens resident for `key` (0 when nothing is cached).
-    pub fn resident_tokens(&self, key: SessionKey) -> usize {
-        self.map.get(&key).map_or(0, |r| r.kv.len())
-    }
-
     pub fn len(&self) -> usize {
         self.map.len()
     }
