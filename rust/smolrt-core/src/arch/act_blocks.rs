@@ -9,7 +9,8 @@ pub(crate) const QK: usize = 32;
 /// value[j] ≈ d · qs[j]; `s` = d · Σ qs. Scales are rounded through f16 as ggml stores them,
 /// then kept as f32 for the hot loop. |qs| ≤ 127, never -128, which the i8 kernels rely on.
 /// `sum` = Σ qs exactly, for kernels that bias signed weights to unsigned and take it back out;
-/// `sum_lo` the same over the first 16, for Q6_K, whose scales cover 16 values each.
+/// `sum_lo` the same over the first 16, for Q6_K, whose scales cover 16 values each: only the
+/// Q8_K rows Q6_K reads (`quantize_row_k_into`) fill it, the Q8_0 / Q8_1 blocks leave it 0.
 #[derive(Clone, Copy, Default)]
 pub(crate) struct ActBlock {
     pub d: f32,
@@ -117,7 +118,7 @@ fn quantize_block_scalar(block: &[f32]) -> ActBlock {
         d: f16::from_f32(d).to_f32(),
         s: f16::from_f32(sum as f32 * d).to_f32(),
         sum,
-        sum_lo: qs[..QK / 2].iter().map(|&q| q as i32).sum(),
+        sum_lo: 0,
         qs,
     }
 }
@@ -164,13 +165,6 @@ mod avx2 {
             let s2 = _mm_add_epi32(s4, _mm_unpackhi_epi64(s4, s4));
             let s1 = _mm_add_epi32(s2, _mm_shuffle_epi32(s2, 1));
             let sum = _mm_cvtsi128_si32(s1);
-            let lo_v = _mm256_add_epi32(q[0], q[1]);
-            let l4 = _mm_add_epi32(
-                _mm256_castsi256_si128(lo_v),
-                _mm256_extracti128_si256(lo_v, 1),
-            );
-            let l2 = _mm_add_epi32(l4, _mm_unpackhi_epi64(l4, l4));
-            let sum_lo = _mm_cvtsi128_si32(_mm_add_epi32(l2, _mm_shuffle_epi32(l2, 1)));
             // i32 -> i16 -> i8 with saturation (never hit: |q| <= 127); packs interleave
             // 128-bit lanes, the permute puts the 32 values back in order.
             let w16a = _mm256_packs_epi32(q[0], q[1]);
@@ -184,7 +178,7 @@ mod avx2 {
                 d: f16::from_f32(d).to_f32(),
                 s: f16::from_f32(sum as f32 * d).to_f32(),
                 sum,
-                sum_lo,
+                sum_lo: 0,
                 qs,
             }
         }
@@ -220,8 +214,8 @@ mod tests {
         for c in &cases {
             let (a, b) = (quantize_block(c), quantize_block_scalar(c));
             assert_eq!(
-                (a.d, a.s, a.sum, a.sum_lo, a.qs),
-                (b.d, b.s, b.sum, b.sum_lo, b.qs),
+                (a.d, a.s, a.sum, a.qs),
+                (b.d, b.s, b.sum, b.qs),
                 "block {c:?}"
             );
         }

@@ -368,6 +368,8 @@ fn k_activation_quantizer_follows_ggml_q8_k() {
     for (b, block) in out.iter().enumerate() {
         assert_eq!(block.d.to_bits(), d.to_bits());
         assert_eq!(block.sum, block.qs.iter().map(|&q| q as i32).sum::<i32>());
+        let lower: i32 = block.qs[..QK / 2].iter().map(|&q| q as i32).sum();
+        assert_eq!(block.sum_lo, lower);
         assert_eq!(block.s, d * block.sum as f32);
         for (j, &q) in block.qs.iter().enumerate() {
             let v = x[b * QK + j];

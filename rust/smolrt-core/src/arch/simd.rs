@@ -87,17 +87,7 @@ pub(crate) fn prefetch_into<B, const LEVEL: i32>(blocks: &[B], start: usize, len
 /// 629 / 1,086 / 1,133 → 1,234 / 840 / 1,258 (slow spells on either side).
 #[inline(always)]
 pub(crate) fn prefetch_ahead<T>(item: &T, ahead: usize) {
-    #[cfg(target_arch = "x86_64")]
-    if ahead > 0 {
-        use std::arch::x86_64::_mm_prefetch;
-        let at = (item as *const T).wrapping_add(ahead) as *const i8;
-        for line in 0..std::mem::size_of::<T>().div_ceil(64) {
-            // SAFETY: prefetch never faults; the pointer is not dereferenced.
-            unsafe { _mm_prefetch::<TO_L2>(at.wrapping_add(64 * line)) };
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = (item, ahead);
+    prefetch_ahead_part(item, ahead, 0, 1)
 }
 
 /// `prefetch_ahead` for an item read in `parts` steps (a K-quant super-block panel, 2-3 KB):
