@@ -17,35 +17,90 @@ use super::nibbles::NibblePanel;
 use super::panels::PANEL;
 use super::simd::prefetch_ahead;
 
-/// 16 lanes, one per panel row; a 5-bit type's masks add 16 to the bytes whose fifth bit is
-/// set (one masked add per 64 unpacked bytes).
+/// The integer sums Σ q_w·q_a of one 32-value block of 16 rows against `R` activation blocks,
+/// one row per lane: its 256 nibble bytes at `qs` as `nibbles` lays them out, and for a 5-bit
+/// type its fifth-bit masks (`qh`: four for the low nibbles, four for the high), each adding 16
+/// to the bytes it marks (one masked add per 64 unpacked bytes). The nibble types' kernels and
+/// the K-quants' (`q4_k_simd`) share it.
+#[inline(always)]
+pub(super) unsafe fn block_sums_avx512<const R: usize>(
+    qs: *const u8,
+    qh: Option<&[u64; 8]>,
+    acts: [&ActBlock; R],
+) -> [__m512i; R] {
+    let nibble = _mm512_set1_epi8(0x0F);
+    let sixteen = _mm512_set1_epi8(0x10);
+    let mut isum = [_mm512_setzero_si512(); R];
+    for k in 0..4 {
+        let packed = _mm512_loadu_si512(qs.add(64 * k) as *const __m512i);
+        let mut lo = _mm512_and_si512(packed, nibble);
+        let mut hi = _mm512_and_si512(_mm512_srli_epi16(packed, 4), nibble);
+        if let Some(qh) = qh {
+            lo = _mm512_mask_add_epi8(lo, _cvtu64_mask64(qh[k]), lo, sixteen);
+            hi = _mm512_mask_add_epi8(hi, _cvtu64_mask64(qh[4 + k]), hi, sixteen);
+        }
+        for r in 0..R {
+            let a = acts[r];
+            isum[r] = _mm512_dpbusd_epi32(isum[r], lo, _mm512_set1_epi32(a.quad(4 * k)));
+            isum[r] = _mm512_dpbusd_epi32(isum[r], hi, _mm512_set1_epi32(a.quad(16 + 4 * k)));
+        }
+    }
+    isum
+}
+
+/// `block_sums_avx512` for 8 rows in AVX2 (`half` 0: panel rows 0..8, 1: rows 8..16; `qs` 32-byte
+/// aligned). The products go through `vpmaddubsw` into i16 pairs (|pair| ≤ 2·31·127 = 7874),
+/// summed in i16 over as many partial vectors as cannot overflow (eight of 4-bit quants: 30480;
+/// four of 5-bit: 31496) before a widening `vpmaddwd`.
+#[inline(always)]
+pub(super) unsafe fn block_sums_avx2<const R: usize>(
+    qs: *const u8,
+    qh: Option<&[u64; 8]>,
+    half: usize,
+    acts: [&ActBlock; R],
+) -> [__m256i; R] {
+    let nibble = _mm256_set1_epi8(0x0F);
+    let ones = _mm256_set1_epi16(1);
+    let mut isum = [_mm256_setzero_si256(); R];
+    let mut sum16 = [_mm256_setzero_si256(); R];
+    for k in 0..4 {
+        let packed = _mm256_load_si256(qs.add(64 * k + 32 * half) as *const __m256i);
+        let mut lo = _mm256_and_si256(packed, nibble);
+        let mut hi = _mm256_and_si256(_mm256_srli_epi16(packed, 4), nibble);
+        if let Some(qh) = qh {
+            lo = _mm256_or_si256(lo, sixteens((qh[k] >> (32 * half)) as u32));
+            hi = _mm256_or_si256(hi, sixteens((qh[4 + k] >> (32 * half)) as u32));
+        }
+        for r in 0..R {
+            let a = acts[r];
+            let plo = _mm256_maddubs_epi16(lo, _mm256_set1_epi32(a.quad(4 * k)));
+            let phi = _mm256_maddubs_epi16(hi, _mm256_set1_epi32(a.quad(16 + 4 * k)));
+            sum16[r] = _mm256_add_epi16(sum16[r], _mm256_add_epi16(plo, phi));
+        }
+        let widen = if qh.is_some() { k % 2 == 1 } else { k == 3 };
+        if widen {
+            for r in 0..R {
+                isum[r] = _mm256_add_epi32(isum[r], _mm256_madd_epi16(sum16[r], ones));
+                sum16[r] = _mm256_setzero_si256();
+            }
+        }
+    }
+    isum
+}
+
+/// 16 lanes, one per panel row (`block_sums_avx512`), then the type's epilogue.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,fma,f16c")]
 pub(super) unsafe fn dot_avx512<P: NibblePanel, const R: usize>(
     panels: &[P],
     acts: [&[ActBlock]; R],
     ahead: usize,
 ) -> [[f32; PANEL]; R] {
-    let nibble = _mm512_set1_epi8(0x0F);
-    let sixteen = _mm512_set1_epi8(0x10);
     let mut acc = [_mm512_setzero_ps(); R];
     for (i, p) in panels.iter().enumerate() {
         prefetch_ahead(p, ahead);
         let d = _mm512_cvtph_ps(_mm256_loadu_si256(p.d().as_ptr() as *const __m256i));
-        let mut isum = [_mm512_setzero_si512(); R];
-        for k in 0..4 {
-            let packed = _mm512_loadu_si512(p.qs().as_ptr().add(64 * k) as *const __m512i);
-            let mut lo = _mm512_and_si512(packed, nibble);
-            let mut hi = _mm512_and_si512(_mm512_srli_epi16(packed, 4), nibble);
-            if let Some(qh) = p.qh() {
-                lo = _mm512_mask_add_epi8(lo, _cvtu64_mask64(qh[k]), lo, sixteen);
-                hi = _mm512_mask_add_epi8(hi, _cvtu64_mask64(qh[4 + k]), hi, sixteen);
-            }
-            for r in 0..R {
-                let a = acts[r].get_unchecked(i);
-                isum[r] = _mm512_dpbusd_epi32(isum[r], lo, _mm512_set1_epi32(a.quad(4 * k)));
-                isum[r] = _mm512_dpbusd_epi32(isum[r], hi, _mm512_set1_epi32(a.quad(16 + 4 * k)));
-            }
-        }
+        let block: [&ActBlock; R] = std::array::from_fn(|r| acts[r].get_unchecked(i));
+        let isum = block_sums_avx512(p.qs().as_ptr(), p.qh(), block);
         match p.m() {
             Some(m) => {
                 let m = _mm512_cvtph_ps(_mm256_loadu_si256(m.as_ptr() as *const __m256i));
@@ -75,7 +130,7 @@ pub(super) unsafe fn dot_avx512<P: NibblePanel, const R: usize>(
 
 /// 16 where bit `i` of `bits` is set, for byte `i` of 32.
 #[inline(always)]
-pub(super) unsafe fn sixteens(bits: u32) -> __m256i {
+unsafe fn sixteens(bits: u32) -> __m256i {
     // every 128-bit lane holds all four bytes of `bits`: byte i takes byte i / 8 of them
     let spread = _mm256_shuffle_epi8(
         _mm256_set1_epi32(bits as i32),
@@ -89,18 +144,14 @@ pub(super) unsafe fn sixteens(bits: u32) -> __m256i {
     _mm256_and_si256(set, _mm256_set1_epi8(0x10))
 }
 
-/// Two passes of 8 lanes (panel rows 0..8, then 8..16). Without VNNI the products go through
-/// `vpmaddubsw` into i16 pairs (|pair| ≤ 2·31·127 = 7874), summed in i16 over as many partial
-/// vectors as cannot overflow (eight of 4-bit quants: 30480; four of 5-bit: 31496) before a
-/// widening `vpmaddwd`.
+/// Two passes of 8 lanes (panel rows 0..8, then 8..16; `block_sums_avx2`), then the type's
+/// epilogue.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) unsafe fn dot_avx2<P: NibblePanel, const R: usize>(
     panels: &[P],
     acts: [&[ActBlock]; R],
     ahead: usize,
 ) -> [[f32; PANEL]; R] {
-    let nibble = _mm256_set1_epi8(0x0F);
-    let ones = _mm256_set1_epi16(1);
     let mut out = [[0f32; PANEL]; R];
     for half in 0..2 {
         let mut acc = [_mm256_setzero_ps(); R];
@@ -111,31 +162,8 @@ pub(super) unsafe fn dot_avx2<P: NibblePanel, const R: usize>(
             let d = _mm256_cvtph_ps(_mm_loadu_si128(
                 p.d().as_ptr().add(8 * half) as *const __m128i
             ));
-            let mut isum = [_mm256_setzero_si256(); R];
-            let mut sum16 = [_mm256_setzero_si256(); R];
-            for k in 0..4 {
-                let at = p.qs().as_ptr().add(64 * k + 32 * half);
-                let packed = _mm256_load_si256(at as *const __m256i);
-                let mut lo = _mm256_and_si256(packed, nibble);
-                let mut hi = _mm256_and_si256(_mm256_srli_epi16(packed, 4), nibble);
-                if let Some(qh) = p.qh() {
-                    lo = _mm256_or_si256(lo, sixteens((qh[k] >> (32 * half)) as u32));
-                    hi = _mm256_or_si256(hi, sixteens((qh[4 + k] >> (32 * half)) as u32));
-                }
-                for r in 0..R {
-                    let a = acts[r].get_unchecked(i);
-                    let plo = _mm256_maddubs_epi16(lo, _mm256_set1_epi32(a.quad(4 * k)));
-                    let phi = _mm256_maddubs_epi16(hi, _mm256_set1_epi32(a.quad(16 + 4 * k)));
-                    sum16[r] = _mm256_add_epi16(sum16[r], _mm256_add_epi16(plo, phi));
-                }
-                let widen = if p.qh().is_some() { k % 2 == 1 } else { k == 3 };
-                if widen {
-                    for r in 0..R {
-                        isum[r] = _mm256_add_epi32(isum[r], _mm256_madd_epi16(sum16[r], ones));
-                        sum16[r] = _mm256_setzero_si256();
-                    }
-                }
-            }
+            let block: [&ActBlock; R] = std::array::from_fn(|r| acts[r].get_unchecked(i));
+            let isum = block_sums_avx2(p.qs().as_ptr(), p.qh(), half, block);
             let m = p.m().map(|m| {
                 _mm256_cvtph_ps(_mm_loadu_si128(m.as_ptr().add(8 * half) as *const __m128i))
             });

@@ -1,8 +1,7 @@
 //! The Q4_K and Q5_K panel kernels (see `q4_k`) in AVX-512 VNNI and AVX2: per 32-value block, the
-//! integer dot product of Q4_1's kernels (|sum| ≤ 32·31·127 < 2^24, converted exactly), a 5-bit
-//! type's fifth bits added as `nibbles_simd` does, then the block's scale `d · sc` and min
-//! `dmin · m` from the panel's bytes, computed once for all rows, and `q4_k::dot_scalar`'s two
-//! fused multiply-adds.
+//! nibble types' integer dot product (`nibbles_simd::block_sums_*`; |sum| ≤ 32·31·127 < 2^24,
+//! converted exactly), then the block's scale `d · sc` and min `dmin · m` from the panel's
+//! bytes, computed once for all rows, and `q4_k::dot_scalar`'s two fused multiply-adds.
 //!
 //! SAFETY (whole module): each function is compiled for the features it names and may only be
 //! called on a CPU that has them (`isa` checks); every activation slice holds `SUB` blocks per
@@ -14,7 +13,7 @@
 use std::arch::x86_64::*;
 
 use super::act_blocks::ActBlock;
-use super::nibbles_simd::sixteens;
+use super::nibbles_simd::{block_sums_avx2, block_sums_avx512};
 use super::panels::PANEL;
 use super::q4_k::{ScaleMinPanel, SUB};
 use super::simd::prefetch_ahead_part;
@@ -31,8 +30,6 @@ pub(super) unsafe fn dot_avx512<P: ScaleMinPanel, const R: usize>(
     acts: [&[ActBlock]; R],
     ahead: usize,
 ) -> [[f32; PANEL]; R] {
-    let nibble = _mm512_set1_epi8(0x0F);
-    let sixteen = _mm512_set1_epi8(0x10);
     let mut acc = [_mm512_setzero_ps(); R];
     for (i, p) in panels.iter().enumerate() {
         let d = _mm512_cvtph_ps(_mm256_loadu_si256(p.d().as_ptr() as *const __m256i));
@@ -41,23 +38,9 @@ pub(super) unsafe fn dot_avx512<P: ScaleMinPanel, const R: usize>(
             prefetch_ahead_part(p, ahead, j, SUB);
             let scale = _mm512_mul_ps(d, bytes_512(p.sc().as_ptr().add(PANEL * j)));
             let min = _mm512_mul_ps(dmin, bytes_512(p.m().as_ptr().add(PANEL * j)));
-            let mut isum = [_mm512_setzero_si512(); R];
-            for k in 0..4 {
-                let at = p.qs().as_ptr().add(256 * j + 64 * k);
-                let packed = _mm512_load_si512(at as *const __m512i);
-                let mut lo = _mm512_and_si512(packed, nibble);
-                let mut hi = _mm512_and_si512(_mm512_srli_epi16(packed, 4), nibble);
-                if let Some(qh) = p.qh() {
-                    lo = _mm512_mask_add_epi8(lo, _cvtu64_mask64(qh[8 * j + k]), lo, sixteen);
-                    hi = _mm512_mask_add_epi8(hi, _cvtu64_mask64(qh[8 * j + 4 + k]), hi, sixteen);
-                }
-                for r in 0..R {
-                    let a = acts[r].get_unchecked(SUB * i + j);
-                    isum[r] = _mm512_dpbusd_epi32(isum[r], lo, _mm512_set1_epi32(a.quad(4 * k)));
-                    isum[r] =
-                        _mm512_dpbusd_epi32(isum[r], hi, _mm512_set1_epi32(a.quad(16 + 4 * k)));
-                }
-            }
+            let block: [&ActBlock; R] = std::array::from_fn(|r| acts[r].get_unchecked(SUB * i + j));
+            let qh = p.qh().and_then(|qh| qh[8 * j..].first_chunk::<8>());
+            let isum = block_sums_avx512(p.qs().as_ptr().add(256 * j), qh, block);
             for r in 0..R {
                 let a = acts[r].get_unchecked(SUB * i + j);
                 let s = _mm512_mul_ps(scale, _mm512_set1_ps(a.d));
@@ -79,17 +62,13 @@ unsafe fn bytes_256(at: *const u8) -> __m256 {
     _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(at as *const __m128i)))
 }
 
-/// Two passes of 8 lanes (panel rows 0..8, then 8..16); a block's `vpmaddubsw` partials are
-/// summed in i16 over as many as cannot overflow (eight of 4-bit quants: 30480; four of 5-bit:
-/// 31496) before a widening `vpmaddwd`.
+/// Two passes of 8 lanes (panel rows 0..8, then 8..16; `block_sums_avx2`).
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) unsafe fn dot_avx2<P: ScaleMinPanel, const R: usize>(
     panels: &[P],
     acts: [&[ActBlock]; R],
     ahead: usize,
 ) -> [[f32; PANEL]; R] {
-    let nibble = _mm256_set1_epi8(0x0F);
-    let ones = _mm256_set1_epi16(1);
     let mut out = [[0f32; PANEL]; R];
     for half in 0..2 {
         let mut acc = [_mm256_setzero_ps(); R];
@@ -105,33 +84,10 @@ pub(super) unsafe fn dot_avx2<P: ScaleMinPanel, const R: usize>(
                 }
                 let scale = _mm256_mul_ps(d, bytes_256(p.sc().as_ptr().add(PANEL * j + lanes)));
                 let min = _mm256_mul_ps(dmin, bytes_256(p.m().as_ptr().add(PANEL * j + lanes)));
-                let mut isum = [_mm256_setzero_si256(); R];
-                let mut sum16 = [_mm256_setzero_si256(); R];
-                for k in 0..4 {
-                    let at = p.qs().as_ptr().add(256 * j + 64 * k + 32 * half);
-                    let packed = _mm256_load_si256(at as *const __m256i);
-                    let mut lo = _mm256_and_si256(packed, nibble);
-                    let mut hi = _mm256_and_si256(_mm256_srli_epi16(packed, 4), nibble);
-                    if let Some(qh) = p.qh() {
-                        let bits = |mask: u64| sixteens((mask >> (32 * half)) as u32);
-                        lo = _mm256_or_si256(lo, bits(qh[8 * j + k]));
-                        hi = _mm256_or_si256(hi, bits(qh[8 * j + 4 + k]));
-                    }
-                    for r in 0..R {
-                        let a = acts[r].get_unchecked(SUB * i + j);
-                        let plo = _mm256_maddubs_epi16(lo, _mm256_set1_epi32(a.quad(4 * k)));
-                        let phi = _mm256_maddubs_epi16(hi, _mm256_set1_epi32(a.quad(16 + 4 * k)));
-                        sum16[r] = _mm256_add_epi16(sum16[r], _mm256_add_epi16(plo, phi));
-                    }
-                    let widen = if p.qh().is_some() { k % 2 == 1 } else { k == 3 };
-                    if widen {
-                        for r in 0..R {
-                            let wide = _mm256_madd_epi16(sum16[r], ones);
-                            isum[r] = _mm256_add_epi32(isum[r], wide);
-                            sum16[r] = _mm256_setzero_si256();
-                        }
-                    }
-                }
+                let block: [&ActBlock; R] =
+                    std::array::from_fn(|r| acts[r].get_unchecked(SUB * i + j));
+                let qh = p.qh().and_then(|qh| qh[8 * j..].first_chunk::<8>());
+                let isum = block_sums_avx2(p.qs().as_ptr().add(256 * j), qh, half, block);
                 for r in 0..R {
                     let a = acts[r].get_unchecked(SUB * i + j);
                     let s = _mm256_mul_ps(scale, _mm256_set1_ps(a.d));
