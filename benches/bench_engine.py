@@ -170,7 +170,9 @@ def bench_smolrt(model: Path, prompt_ids: list[int], short_ids: list[int], n_dec
         all_in, first_out = max(a[0] for a in done), min(a[-1] for a in done)
         steady = sum(all_in < t <= first_out for a in done for t in a)
         window = max(a[-1] for a in done) - min(a[0] for a in done)
-        return steady / (first_out - all_in), (tokens - len(done)) / window, tokens / wall
+        # (with a decode too short for every stream to be decoding at once, there is no such time)
+        all_decoding = steady / (first_out - all_in) if first_out > all_in else float("nan")
+        return all_decoding, (tokens - len(done)) / window, tokens / wall
 
     # One stream and eight alternate, so a slow spell of the shared machine (seconds long) hits
     # both rows of the ratio alike instead of one of them.

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use candle_core::Device;
 
+use super::act_blocks::QK_K;
 use super::embedding::{Embedding, Table};
 use super::linear::Linear;
 use super::q6_k::Q6KMatrix;
@@ -100,7 +101,7 @@ fn embedding_table(arena: &mut WeightArena, file: &GgufFile) -> Result<Table> {
             n_out,
             n_in,
         )?))),
-        (GgmlDType::Q6K, &[n_in, n_out]) if n_in % 256 == 0 => Ok(Table::Q6K(Arc::new(
+        (GgmlDType::Q6K, &[n_in, n_out]) if n_in.is_multiple_of(QK_K) => Ok(Table::Q6K(Arc::new(
             Q6KMatrix::from_bytes(arena, file.tensor_data(info), n_out, n_in)?,
         ))),
         _ => Ok(Table::Candle(Arc::new(file.qtensor(name)?))),
