@@ -202,11 +202,14 @@ def test_the_engine_steps_while_a_python_thread_holds_the_interpreter(engine: En
 
 
 def test_admission_and_readings_do_not_wait_for_the_step_that_runs(engine: Engine) -> None:
-    # A request is checked at once and queued for the next step, and the stats a server reads
-    # (KV occupancy, live sequences, a session's resident tokens) come without the engine's
-    # lock. Both used to take it and so wait for the step that ran: on a server's event loop, a
-    # 512-token prefill chunk (a third of a second on two cores) during which it served nothing.
+    # A request is checked at once and queued for the next step, as is a session's drop, and
+    # the stats a server reads (KV occupancy, live sequences, a session's resident tokens) come
+    # without the engine's lock. All used to take it and so wait for the step that ran: on a
+    # server's event loop, a 512-token prefill chunk (a third of a second on two cores) during
+    # which it served nothing.
     wait_idle(engine)
+    drain(engine.generate("Keep this conversation:", max_tokens=4, session_key=31))
+    assert engine.resident_tokens(31) > 0
     prose = engine.tokenize("The history of computing is a story of abstraction on abstraction. " * 200)
     assert len(prose) >= 1536
     long = engine.generate(prose[:1536], max_tokens=1, temperature=0)  # three 512-token chunks
@@ -225,6 +228,8 @@ def test_admission_and_readings_do_not_wait_for_the_step_that_runs(engine: Engin
     assert timed("active_sequences", engine.active_sequences) in (1, 2, 3)
     assert timed("cached_prefix", lambda: engine.cached_prefix(424242, prose[:8])) == 0
     assert timed("resident_tokens", lambda: engine.resident_tokens(424242)) == 0
+    assert timed("drop_session", lambda: engine.drop_session(31)) is True
+    assert engine.resident_tokens(31) == 0  # at once, though the blocks go after the step
     _, fin = drain(long)
     for gen in others:
         drain(gen)
@@ -232,6 +237,39 @@ def test_admission_and_readings_do_not_wait_for_the_step_that_runs(engine: Engin
     chunk_s = fin.timings.prefill_s / 3
     slow = {name: round(s, 3) for name, s in took.items() if s >= chunk_s / 4}
     assert not slow, f"these waited (a prefill chunk took {chunk_s:.3f} s): {slow}"
+
+
+def test_dropped_session_frees_its_blocks_and_starts_afresh(engine: Engine) -> None:
+    wait_idle(engine)
+    free_before = engine.kv_stats()["blocks_free"]
+    _, first = drain(engine.generate("Remember the number 7.", max_tokens=4, session_key=55))
+    assert engine.kv_stats()["blocks_free"] < free_before  # kept resident
+    assert engine.drop_session(55) is True
+    assert engine.drop_session(55) is False  # already gone
+    deadline = time.monotonic() + 10
+    while engine.kv_stats()["blocks_free"] != free_before and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert engine.kv_stats()["blocks_free"] == free_before
+    # the next turn under the key reuses nothing, and keeps its own KV resident again
+    _, again = drain(engine.generate("Remember the number 7.", max_tokens=4, session_key=55))
+    assert again.usage.cached_tokens == 0
+    assert engine.resident_tokens(55) > 0
+    assert engine.drop_session(55) is True
+
+
+def test_drop_queued_with_a_turn_under_its_key_reuses_nothing(engine: Engine) -> None:
+    # A drop and a turn admitted behind it land before the same step: the drop goes first.
+    wait_idle(engine)
+    prompt = engine.tokenize("Remember the number 8.")
+    drain(engine.generate(prompt, max_tokens=4, session_key=56))
+    blocker = engine.generate("Go on and on:", max_tokens=64, ignore_eos=True)
+    next(iter(blocker))
+    assert engine.drop_session(56) is True
+    assert engine.cached_prefix(56, prompt) == 0
+    _, turn = drain(engine.generate(prompt, max_tokens=2, session_key=56))
+    assert turn.usage.cached_tokens == 0
+    blocker.close()
+    engine.drop_session(56)
 
 
 def test_queued_admissions_count_against_the_limits(model_path) -> None:

@@ -191,7 +191,10 @@ class Engine:
         return AsyncGeneration(self._scheduler, self._chat_ids(messages, enable_thinking), params, session_key)
 
     def drop_session(self, session_key: int) -> bool:
-        """Free the KV kept resident under `session_key`; returns whether there was any."""
+        """Free the KV kept resident under `session_key`; returns whether there was any.
+
+        Never waits for the step that runs: the blocks are freed before the next one, and a
+        generation under the key admitted from now on reuses nothing."""
         return bool(self._native.drop_session(session_key))
 
     def cached_prefix(self, session_key: int, prompt: Sequence[int]) -> int:

@@ -192,9 +192,10 @@ impl PyEngine {
         })
     }
 
-    /// Free a session's resident KV; returns whether it had any.
-    fn drop_session(&self, py: Python<'_>, session: u64) -> PyResult<bool> {
-        detached(py, || Ok(self.stepper.engine().drop_session(session)))
+    /// Free a session's resident KV before the next step; returns whether it had any. Never
+    /// waits for a step.
+    fn drop_session(&self, session: u64) -> bool {
+        self.stepper.drop_session(session)
     }
 
     /// How many leading tokens of `prompt` a request under `session` would not prefill again.

@@ -9,13 +9,13 @@
 //! not let go. Here the next step starts as soon as the last one's events are queued; the
 //! conversion to tuples happens on the router's thread, next to the routing.
 //!
-//! Admissions and cancels are queued and applied between steps, so neither waits for a step:
-//! `add` checks a request against the engine's [`Admission`] and the live sequences this keeps
-//! count of, and answers a bad one at once. (It used to take the engine's lock, and waited for
-//! the step that ran: 334 ms behind a 512-token prefill chunk, measured on a server's event
-//! loop, which served nothing else meanwhile.) `close` cancels every sequence, queues their
-//! final events and ends the event stream. The events wait in the `outbox` for whichever router
-//! takes them.
+//! Admissions, cancels and session drops are queued and applied between steps, so none waits
+//! for a step: `add` checks a request against the engine's [`Admission`] and the live sequences
+//! this keeps count of, and answers a bad one at once. (It used to take the engine's lock, and
+//! waited for the step that ran: 334 ms behind a 512-token prefill chunk, measured on a
+//! server's event loop, which served nothing else meanwhile.) `close` cancels every sequence,
+//! queues their final events and ends the event stream. The events wait in the `outbox` for
+//! whichever router takes them.
 
 use std::collections::HashMap;
 use std::ops::{Deref, DerefMut};
@@ -41,6 +41,10 @@ struct Control {
     /// Sequences to stop before the next step (after the admissions: a cancel can only follow
     /// its sequence's admission).
     cancels: Vec<SeqId>,
+    /// Sessions whose resident KV to free before the next step (before the admissions: one
+    /// queued with a drop may have been admitted before it, and then finds nothing to reuse,
+    /// as it would have after the drop).
+    drops: Vec<SessionKey>,
     closing: bool,
 }
 
@@ -182,6 +186,19 @@ impl Stepper {
         self.wake.notify_one();
     }
 
+    /// Free a session's resident KV before the next step, without waiting for the one that
+    /// runs; returns whether it had any. The readings (`resident_tokens`, `cached_prefix`)
+    /// show it gone at once. (It took the engine's lock, and a server deleting a session on
+    /// its event loop stood still for the step that ran.)
+    pub fn drop_session(&self, key: SessionKey) -> bool {
+        let mut control = lock(&self.control);
+        let had = self.readings.residents.forget(key);
+        control.drops.push(key);
+        drop(control);
+        self.wake.notify_one();
+        had
+    }
+
     /// Cancel every sequence and end the event stream once their final events are queued.
     pub fn close(&self) {
         lock(&self.control).closing = true;
@@ -193,10 +210,14 @@ impl Stepper {
             let Control {
                 admissions,
                 cancels,
+                drops,
                 closing,
             } = self.wait_for_work();
             let events = {
                 let mut engine = self.engine_last();
+                for key in drops {
+                    engine.drop_session(key);
+                }
                 // Checked when they were queued; a failure now (none is known) still ends its
                 // stream with the error.
                 let mut events: Vec<Event> = admissions
@@ -237,7 +258,11 @@ impl Stepper {
     fn wait_for_work(&self) -> Control {
         let mut control = lock(&self.control);
         loop {
-            if control.closing || !control.cancels.is_empty() || !control.admissions.is_empty() {
+            if control.closing
+                || !control.cancels.is_empty()
+                || !control.admissions.is_empty()
+                || !control.drops.is_empty()
+            {
                 break;
             }
             if self.engine_last().has_work() {
@@ -253,6 +278,7 @@ impl Stepper {
         Control {
             admissions: std::mem::take(&mut control.admissions),
             cancels: std::mem::take(&mut control.cancels),
+            drops: std::mem::take(&mut control.drops),
             closing: control.closing,
         }
     }

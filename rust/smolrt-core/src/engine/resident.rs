@@ -47,6 +47,13 @@ impl ResidentDirectory {
     pub fn resident_tokens(&self, key: SessionKey) -> usize {
         self.with(|map| map.get(&key).map_or(0, |t| t.len()))
     }
+
+    /// Show `key` as not resident ahead of the store, for a drop queued for the next step (see
+    /// [`Engine::drop_session`](super::Engine::drop_session)): nothing admitted after it could
+    /// reuse that KV any more. Returns whether it was resident.
+    pub fn forget(&self, key: SessionKey) -> bool {
+        self.with(|map| map.remove(&key)).is_some()
+    }
 }
 
 impl ResidentStore {
