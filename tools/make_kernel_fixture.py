@@ -7,7 +7,8 @@ Writes rust/smolrt-core/src/arch/testdata/kernel_blocks.txt, one block per line:
     q4_1 <20 bytes hex> <32 f32 bit patterns, hex>      weight block and its dequantized values
     q8_0 <34 bytes hex> <32 f32 bit patterns, hex>
     q4_0, q5_0, q5_1 likewise (18, 22, 24 bytes); q4_k <144 bytes> <256 f32 bit patterns>,
-    q5_k <176 bytes>, q6_k <210 bytes> likewise
+    q5_k <176 bytes>, q6_k <210 bytes>, q3_k <110 bytes>,
+    q2_k <84 bytes> likewise
     act  <32 f32 bit patterns> <Q8_0 block, 34 bytes hex> activations and gguf's quantization
 Random blocks plus edge cases: zero and negative scales, subnormal and large f16 scales, extreme
 quants (0/15, 0/31 with every fifth bit set or clear, -128/127), all-zero and single-spike
@@ -125,6 +126,36 @@ def q6_k_blocks(rng: np.random.Generator) -> list[bytes]:
     return out
 
 
+def q3_k_blocks(rng: np.random.Generator) -> list[bytes]:
+    """Q3_K super-blocks written directly: random high bits, low bit pairs and packed 6-bit
+    scales (so every scale from -32 to 31 can occur), finite f16 d, and the extremes: every
+    quant and scale at the bottom (all bytes 0: quants -4, scales -32) or the top (all 0xFF)."""
+    out = []
+    scales = [0.0, -0.01, 6.0e-8, 60000.0, 1.0] + [float(rng.normal(0, 0.002)) for _ in range(40)]
+    for i, d in enumerate(scales):
+        if i % 7 == 1:
+            body = np.full(108, 0xFF if i % 2 else 0x00, dtype=np.uint8)
+        else:
+            body = rng.integers(0, 256, 108, dtype=np.uint8)
+        out.append(body.tobytes() + f16_bytes(d))
+    return out
+
+
+def q2_k_blocks(rng: np.random.Generator) -> list[bytes]:
+    """Q2_K super-blocks written directly: random scale/min nibbles and quants, finite f16 d and
+    dmin, and the extremes (all bytes 0, or all 0xFF: quants 3, scales and mins 15)."""
+    out = []
+    scales = [(0.0, 0.0), (-0.02, 0.5), (6.0e-8, -6.0e-8), (60000.0, -60000.0), (1.0, 0.0)]
+    scales += [(float(rng.normal(0, 0.002)), float(rng.normal(0, 0.01))) for _ in range(40)]
+    for i, (d, dmin) in enumerate(scales):
+        if i % 7 == 1:
+            body = np.full(80, 0xFF if i % 2 else 0x00, dtype=np.uint8)
+        else:
+            body = rng.integers(0, 256, 80, dtype=np.uint8)
+        out.append(body.tobytes() + f16_bytes(d) + f16_bytes(dmin))
+    return out
+
+
 def activations(rng: np.random.Generator) -> list[np.ndarray]:
     spike = np.zeros(32, dtype=np.float32)
     spike[5] = -3.0
@@ -158,6 +189,12 @@ def main() -> None:
     for b in q5_k_blocks(later):
         values = dequantize(np.frombuffer(b, dtype=np.uint8), T.Q5_K)
         lines.append(f"q5_k {b.hex()} {bits(values)}")
+    for b in q3_k_blocks(later):
+        values = dequantize(np.frombuffer(b, dtype=np.uint8), T.Q3_K)
+        lines.append(f"q3_k {b.hex()} {bits(values)}")
+    for b in q2_k_blocks(later):
+        values = dequantize(np.frombuffer(b, dtype=np.uint8), T.Q2_K)
+        lines.append(f"q2_k {b.hex()} {bits(values)}")
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text("\n".join(lines) + "\n")
     print(f"wrote {OUT} ({len(lines) - 1} blocks)")

@@ -6,6 +6,8 @@ use half::f16;
 use super::act_blocks::{quantize_row_k_into, quantize_rows, ActBlock, QK, QK_K};
 use super::isa;
 use super::panels::{PanelBlock, PanelMatrix, PANEL};
+use super::q2_k::{Q2KMatrix, Q2KPanel};
+use super::q3_k::{Q3KMatrix, Q3KPanel};
 use super::q4_0::{Q4_0Matrix, Q4_0Panel};
 use super::q4_1::Q4_1Panel;
 use super::q4_1::{self, Q4_1Matrix};
@@ -93,6 +95,8 @@ fn dequantizers_match_gguf_bit_for_bit() {
     check_lanes::<Q4KPanel>("q4_k");
     check_lanes::<Q6KPanel>("q6_k");
     check_lanes::<Q5KPanel>("q5_k");
+    check_lanes::<Q3KPanel>("q3_k");
+    check_lanes::<Q2KPanel>("q2_k");
 }
 
 /// Packs fixture blocks into panels (padding included) and reads every row back.
@@ -157,8 +161,14 @@ fn fixture_matrix(kind: &str, n_out: usize, bpr: usize) -> (Vec<u8>, Vec<f32>, V
         let (b, v) = &fixture[(i * 7) % fixture.len()];
         bytes.extend_from_slice(b);
         weights.extend_from_slice(v);
-        let m = f16::from_le_bytes([b[2], b[3]]).to_f32() as f64;
-        mins.push(if v.len() > QK { m * 63.0 } else { m });
+        // the largest min a block can subtract: Q2_K's dmin (at its end) times 15, the other
+        // K-quants' (after d) times 63, a Q4_1 / Q5_1 block's own
+        let f16_at = |at: usize| f16::from_le_bytes([b[at], b[at + 1]]).to_f32() as f64;
+        mins.push(match (kind, v.len() > QK) {
+            ("q2_k", _) => f16_at(82) * 15.0,
+            (_, true) => f16_at(2) * 63.0,
+            (_, false) => f16_at(2),
+        });
     }
     (bytes, weights, mins)
 }
@@ -284,6 +294,16 @@ fn q6_k_matmul_matches_gguf_dequantized_reference() {
     check_panel_matmul::<Q6KPanel>("q6_k", false);
 }
 
+#[test]
+fn q3_k_matmul_matches_gguf_dequantized_reference() {
+    check_panel_matmul::<Q3KPanel>("q3_k", false);
+}
+
+#[test]
+fn q2_k_matmul_matches_gguf_dequantized_reference() {
+    check_panel_matmul::<Q2KPanel>("q2_k", true);
+}
+
 /// Every instruction set this CPU has gives the scalar kernel's bits, for every batch size the
 /// driver splits differently (kernel calls of 1..4 rows, several row tiles) and a padded panel.
 fn check_isas_agree<P: PanelBlock>(kind: &str) {
@@ -324,6 +344,8 @@ fn kernels_agree_bit_for_bit_across_instruction_sets() {
     check_isas_agree::<Q4KPanel>("q4_k");
     check_isas_agree::<Q6KPanel>("q6_k");
     check_isas_agree::<Q5KPanel>("q5_k");
+    check_isas_agree::<Q3KPanel>("q3_k");
+    check_isas_agree::<Q2KPanel>("q2_k");
 }
 
 #[test]
@@ -346,6 +368,10 @@ fn rejects_wrong_sizes() {
     assert!(Q5KMatrix::from_bytes(&mut WeightArena::new(), &[0; 176], 1, 256).is_ok());
     assert!(Q6KMatrix::from_bytes(&mut WeightArena::new(), &[0; 209], 1, 256).is_err());
     assert!(Q6KMatrix::from_bytes(&mut WeightArena::new(), &[0; 210], 1, 256).is_ok());
+    assert!(Q3KMatrix::from_bytes(&mut WeightArena::new(), &[0; 109], 1, 256).is_err());
+    assert!(Q3KMatrix::from_bytes(&mut WeightArena::new(), &[0; 110], 1, 256).is_ok());
+    assert!(Q2KMatrix::from_bytes(&mut WeightArena::new(), &[0; 83], 1, 256).is_err());
+    assert!(Q2KMatrix::from_bytes(&mut WeightArena::new(), &[0; 84], 1, 256).is_ok());
 }
 
 /// ggml's quantize_row_q8_K: the largest magnitude at −127, a shared f32 scale per 256 values.

@@ -13,6 +13,8 @@ use candle_core::{CpuStorage, CustomOp1, Device, Layout};
 use super::embedding::Table;
 use super::isa::isa;
 use super::matmul_io::{Input, Output};
+use super::q2_k::Q2KMatrix;
+use super::q3_k::Q3KMatrix;
 use super::q4_0::Q4_0Matrix;
 use super::q4_1::Q4_1Matrix;
 use super::q4_k::Q4KMatrix;
@@ -32,10 +34,12 @@ struct Part {
 
 /// Who multiplies: ours for the types we have kernels for (candle leaves Q4_1, Q5_0 and Q5_1
 /// scalar, its Q4_0 ran at 0.29x llama.cpp's prefill and its Q4_K at 0.79x its decode, and its
-/// Q8_0 path is noisier than ggml's; its Q5_K prefilled at 0.52x), candle's quantized kernels
-/// for the rest (Q2_K, Q3_K, the float types).
+/// Q8_0 path is noisier than ggml's; its Q5_K prefilled at 0.52x, its Q3_K at 0.68x and its
+/// Q2_K at 0.70x), candle's for the rest (the float types, and any other block type).
 enum Kernel {
     Candle(Arc<QTensor>),
+    Q2K(Q2KMatrix),
+    Q3K(Q3KMatrix),
     Q4_0(Q4_0Matrix),
     Q4_1(Q4_1Matrix),
     Q4K(Q4KMatrix),
@@ -66,6 +70,8 @@ impl Kernel {
                 let x = input.materialize(rows, n_in).into_owned();
                 output.rows(candle_matmul(w, x, rows, n_in)?, n_out, out);
             }
+            Kernel::Q2K(w) => w.matmul_into(isa(), input, rows, out, output),
+            Kernel::Q3K(w) => w.matmul_into(isa(), input, rows, out, output),
             Kernel::Q4_0(w) => w.matmul_into(isa(), input, rows, out, output),
             Kernel::Q4_1(w) => w.matmul_into(isa(), input, rows, out, output),
             Kernel::Q4K(w) => w.matmul_into(isa(), input, rows, out, output),
@@ -236,6 +242,12 @@ fn ours(
     n_in: usize,
 ) -> Result<Option<Kernel>> {
     Ok(match dtype {
+        GgmlDType::Q2K => Some(Kernel::Q2K(Q2KMatrix::from_bytes(
+            arena, data, n_out, n_in,
+        )?)),
+        GgmlDType::Q3K => Some(Kernel::Q3K(Q3KMatrix::from_bytes(
+            arena, data, n_out, n_in,
+        )?)),
         GgmlDType::Q4_0 => Some(Kernel::Q4_0(Q4_0Matrix::from_bytes(
             arena, data, n_out, n_in,
         )?)),

@@ -1,11 +1,11 @@
 //! The forward pass of llama-family models over a paged KV cache.
 //!
 //! Matmuls run on the whole batch at once, through our integer kernels for Q4_0, Q4_1, Q5_0,
-//! Q5_1, Q8_0, Q4_K, Q5_K and Q6_K (16-row panels, AVX-512 VNNI or AVX2 chosen at run time) and candle's
-//! quantized kernels for other types (the other K-quants). Attention and SwiGLU run on 16-lane vectors (AVX-512 or AVX2, also chosen at
-//! run time); norms and rope are plain Rust over f32 slices. The row work around a projection
-//! (norm, SwiGLU, rope, residual add) runs inside that matmul's pass over the pool
-//! (`matmul_io`). Every instruction set gives the same bits.
+//! Q5_1, Q8_0 and the K-quants Q2_K to Q6_K (16-row panels, AVX-512 VNNI or AVX2 chosen at run
+//! time) and candle's for the float types. Attention and SwiGLU run on 16-lane vectors (AVX-512
+//! or AVX2, also chosen at run time); norms and rope are plain Rust over f32 slices. The row
+//! work around a projection (norm, SwiGLU, rope, residual add) runs inside that matmul's pass
+//! over the pool (`matmul_io`). Every instruction set gives the same bits.
 
 mod act_blocks;
 mod attention;
@@ -25,6 +25,10 @@ mod nibbles_simd;
 mod ops;
 mod panels;
 mod pool;
+mod q2_k;
+mod q2_k_simd;
+mod q3_k;
+mod q3_k_simd;
 mod q4_0;
 mod q4_1;
 mod q4_1_simd;

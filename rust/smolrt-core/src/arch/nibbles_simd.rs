@@ -68,8 +68,13 @@ pub(super) unsafe fn block_sums_avx2<const R: usize>(
         let mut lo = _mm256_and_si256(packed, nibble);
         let mut hi = _mm256_and_si256(_mm256_srli_epi16(packed, 4), nibble);
         if let Some(qh) = qh {
-            lo = _mm256_or_si256(lo, sixteens((qh[k] >> (32 * half)) as u32));
-            hi = _mm256_or_si256(hi, sixteens((qh[4 + k] >> (32 * half)) as u32));
+            let sixteen = _mm256_set1_epi8(0x10);
+            let (lo_bits, hi_bits) = (
+                (qh[k] >> (32 * half)) as u32,
+                (qh[4 + k] >> (32 * half)) as u32,
+            );
+            lo = _mm256_or_si256(lo, _mm256_and_si256(marked_bytes(lo_bits), sixteen));
+            hi = _mm256_or_si256(hi, _mm256_and_si256(marked_bytes(hi_bits), sixteen));
         }
         for r in 0..R {
             let a = acts[r];
@@ -128,9 +133,10 @@ pub(super) unsafe fn dot_avx512<P: NibblePanel, const R: usize>(
     out
 }
 
-/// 16 where bit `i` of `bits` is set, for byte `i` of 32.
+/// 0xFF where bit `i` of `bits` is set, for byte `i` of 32: a bit mask over one 32-byte half
+/// of the 64 bytes `nibbles` masks cover, as AVX2 has no masked byte add.
 #[inline(always)]
-unsafe fn sixteens(bits: u32) -> __m256i {
+pub(super) unsafe fn marked_bytes(bits: u32) -> __m256i {
     // every 128-bit lane holds all four bytes of `bits`: byte i takes byte i / 8 of them
     let spread = _mm256_shuffle_epi8(
         _mm256_set1_epi32(bits as i32),
@@ -140,8 +146,7 @@ unsafe fn sixteens(bits: u32) -> __m256i {
         ),
     );
     let bit = _mm256_set1_epi64x(0x8040_2010_0804_0201u64 as i64);
-    let set = _mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit);
-    _mm256_and_si256(set, _mm256_set1_epi8(0x10))
+    _mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit)
 }
 
 /// Two passes of 8 lanes (panel rows 0..8, then 8..16; `block_sums_avx2`), then the type's

@@ -45,8 +45,41 @@ fn gguf_quant(b: &[u8], v: usize) -> (u8, usize) {
     (low | high << 4, 8 * n + l / 16 + 2 * quarter)
 }
 
-impl Q6KPanel {
+/// A super-block panel with a byte scale per 16 values and unsigned quants taken `OFFSET` down
+/// (Q6_K: 6 bits, 32; Q3_K: 3 bits, 4), `value = d · sc · (q − OFFSET)`, or with a min per 16
+/// values (Q2_K: 2 bits, no offset) `value = d · sc · q − dmin · m`: the scales (and mins) per
+/// row at `sc()[32j + c]` (block `j`'s values 0..16) and `sc()[32j + 16 + c]` (16..32). One
+/// scalar kernel serves them all, and one SIMD kernel over each type's unpacking (`q6_k_simd`).
+pub(crate) trait HalfScaledPanel {
+    const OFFSET: i32;
+    fn sc(&self) -> &[i8; SUB * 2 * PANEL];
+    fn d(&self) -> &[f16; PANEL];
     /// Quant `v` (0..32, unsigned) of block `j`, row `c`.
+    fn quant(&self, c: usize, j: usize, v: usize) -> i32;
+    /// The mins, laid out as the scales, and dmin, for a type that has them.
+    #[inline(always)]
+    fn mins(&self) -> Option<(&[i8; SUB * 2 * PANEL], &[f16; PANEL])> {
+        None
+    }
+
+    /// The scale of the lower (`half` 0) or upper 16 values of block `j`, row `c`.
+    #[inline(always)]
+    fn scale(&self, c: usize, j: usize, half: usize) -> i32 {
+        i32::from(self.sc()[32 * j + 16 * half + c])
+    }
+}
+
+impl HalfScaledPanel for Q6KPanel {
+    const OFFSET: i32 = 32;
+
+    fn sc(&self) -> &[i8; SUB * 2 * PANEL] {
+        &self.sc
+    }
+
+    fn d(&self) -> &[f16; PANEL] {
+        &self.d
+    }
+
     #[inline(always)]
     fn quant(&self, c: usize, j: usize, v: usize) -> i32 {
         let (k, b) = ((v % 16) / 4, v % 4);
@@ -56,12 +89,22 @@ impl Q6KPanel {
         let high = if v < 16 { bits & 3 } else { (bits >> 2) & 3 };
         i32::from(low | high << 4)
     }
+}
 
-    /// The scale of the lower (`half` 0) or upper 16 values of block `j`, row `c`.
-    #[inline(always)]
-    fn scale(&self, c: usize, j: usize, half: usize) -> i32 {
-        i32::from(self.sc[32 * j + 16 * half + c])
-    }
+/// As the gguf package dequantizes: `(d · sc) · (q − OFFSET)`, or `(d · sc) · q − dmin · m`,
+/// unfused.
+pub(super) fn dequantize_lane<P: HalfScaledPanel>(p: &P, c: usize, block: usize) -> [f32; QK] {
+    let d = p.d()[c].to_f32();
+    std::array::from_fn(|v| {
+        let scale = d * p.scale(c, block, v / 16) as f32;
+        let value = scale * (p.quant(c, block, v) - P::OFFSET) as f32;
+        match p.mins() {
+            Some((m, dmin)) => {
+                value - dmin[c].to_f32() * f32::from(m[32 * block + 16 * (v / 16) + c])
+            }
+            None => value,
+        }
+    })
 }
 
 impl PanelBlock for Q6KPanel {
@@ -104,22 +147,22 @@ impl PanelBlock for Q6KPanel {
         p
     }
 
-    /// As the gguf package dequantizes: `(d · sc) · (q − 32)`, unfused.
     fn dequantize_lane(&self, c: usize, block: usize) -> [f32; QK] {
-        let d = self.d[c].to_f32();
-        std::array::from_fn(|v| {
-            let scale = d * self.scale(c, block, v / 16) as f32;
-            scale * (self.quant(c, block, v) - 32) as f32
-        })
+        dequantize_lane(self, c, block)
     }
 
     forward_kernels!(dot_scalar, q6_k_simd);
 }
 
 /// Per 32-value block and lane: the exact integer
-/// `sc_lo · (Σ_lo q_w·q_a − 32·Σ_lo q_a) + sc_hi · (Σ_hi q_w·q_a − 32·Σ_hi q_a)`, then
-/// `acc = f32(it) · (d_w·d_a) + acc`, a fused multiply-add; the SIMD kernels do exactly this.
-fn dot_scalar<const R: usize>(panels: &[Q6KPanel], acts: [&[ActBlock]; R]) -> [[f32; PANEL]; R] {
+/// `sc_lo · (Σ_lo q_w·q_a − OFFSET·Σ_lo q_a) + sc_hi · (Σ_hi q_w·q_a − OFFSET·Σ_hi q_a)`, then
+/// `acc = f32(it) · (d_w·d_a) + acc`, a fused multiply-add; with mins then the exact
+/// `m_lo·Σ_lo q_a + m_hi·Σ_hi q_a` and `acc = f32(that) · −(dmin·d_a) + acc`. The SIMD kernels
+/// do exactly this.
+pub(super) fn dot_scalar<P: HalfScaledPanel, const R: usize>(
+    panels: &[P],
+    acts: [&[ActBlock]; R],
+) -> [[f32; PANEL]; R] {
     let mut out = [[0f32; PANEL]; R];
     for (i, p) in panels.iter().enumerate() {
         for j in 0..SUB {
@@ -133,9 +176,15 @@ fn dot_scalar<const R: usize>(panels: &[Q6KPanel], acts: [&[ActBlock]; R]) -> [[
                     };
                     let sums = [a.sum_lo, a.sum - a.sum_lo];
                     let exact: i32 = (0..2)
-                        .map(|h| p.scale(c, j, h) * (half(h) - 32 * sums[h]))
+                        .map(|h| p.scale(c, j, h) * (half(h) - P::OFFSET * sums[h]))
                         .sum();
-                    *acc = (exact as f32).mul_add(p.d[c].to_f32() * a.d, *acc);
+                    *acc = (exact as f32).mul_add(p.d()[c].to_f32() * a.d, *acc);
+                    if let Some((m, dmin)) = p.mins() {
+                        let mins: i32 = (0..2)
+                            .map(|h| i32::from(m[32 * j + 16 * h + c]) * sums[h])
+                            .sum();
+                        *acc = (mins as f32).mul_add(-(dmin[c].to_f32() * a.d), *acc);
+                    }
                 }
             }
         }

@@ -1,0 +1,105 @@
+//! Q2_K weights, the main type of llama.cpp's Q2_K files: super-blocks of 256 values, 2-bit
+//! quants and a 4-bit scale and 4-bit min per 16 values, `value = d · sc · q − dmin · m`. It runs
+//! through Q6_K's kernels (`q6_k::HalfScaledPanel`, with mins), unpacked as Q3_K's low bits
+//! (`q2_k_simd`). On candle's kernels a Q2_K file decoded at 1.12x llama.cpp and prefilled at
+//! 0.70x.
+//!
+//! A panel is one super-block of 16 rows: the quants as `q3_k` lays out its low bits (byte
+//! `128j + 64(k / 2) + 4c + b` of `ql`), the scales and mins as bytes apart (`sc`, `m`) so the
+//! kernels widen them as they do Q6_K's: 1,600 bytes against GGUF's 1,344, a sixth more to read
+//! per token. (Keeping them as GGUF's nibble pairs would save that, at a shift and mask per
+//! half block in the kernels.)
+
+use half::f16;
+
+use super::act_blocks::{quantize_row_k_into, ActBlock, QK};
+use super::panels::{forward_kernels, PanelBlock, PanelMatrix, PANEL};
+use super::q4_k::SUB;
+use super::q6_k::{dequantize_lane, dot_scalar, HalfScaledPanel};
+
+pub(crate) type Q2KMatrix = PanelMatrix<Q2KPanel>;
+
+/// GGUF's block: 16 bytes of scales (low nibble) and mins (high nibble), 64 of 2-bit quants
+/// (four planes of 32 bytes per 128 values, as Q3_K's), d and dmin (f16).
+pub(crate) const BLOCK_BYTES: usize = 84;
+
+/// Super-block `i` of 16 rows (see the module's comment).
+#[repr(C, align(32))]
+#[derive(Clone, Copy)]
+pub(crate) struct Q2KPanel {
+    pub(super) ql: [u8; SUB * 128],
+    sc: [i8; SUB * 2 * PANEL],
+    m: [i8; SUB * 2 * PANEL],
+    d: [f16; PANEL],
+    dmin: [f16; PANEL],
+}
+
+impl HalfScaledPanel for Q2KPanel {
+    const OFFSET: i32 = 0;
+
+    fn sc(&self) -> &[i8; SUB * 2 * PANEL] {
+        &self.sc
+    }
+
+    fn d(&self) -> &[f16; PANEL] {
+        &self.d
+    }
+
+    #[inline(always)]
+    fn quant(&self, c: usize, j: usize, v: usize) -> i32 {
+        let (h, k, b) = (v / 16, (v % 16) / 4, v % 4);
+        let byte = self.ql[128 * j + 64 * (k / 2) + 4 * c + b];
+        i32::from((byte >> (2 * (2 * (k % 2) + h))) & 3)
+    }
+
+    #[inline(always)]
+    fn mins(&self) -> Option<(&[i8; SUB * 2 * PANEL], &[f16; PANEL])> {
+        Some((&self.m, &self.dmin))
+    }
+}
+
+impl PanelBlock for Q2KPanel {
+    const NAME: &'static str = "Q2_K";
+    const BLOCKS: usize = SUB;
+    const BYTES: usize = BLOCK_BYTES;
+
+    fn quantize_row(row: &[f32], out: &mut [ActBlock]) {
+        quantize_row_k_into(row, out)
+    }
+
+    fn pack(rows: [&[u8]; PANEL]) -> Self {
+        let mut p = Q2KPanel {
+            ql: [0; SUB * 128],
+            sc: [0; SUB * 2 * PANEL],
+            m: [0; SUB * 2 * PANEL],
+            d: rows.map(|b| f16::from_le_bytes([b[80], b[81]])),
+            dmin: rows.map(|b| f16::from_le_bytes([b[82], b[83]])),
+        };
+        for (c, b) in rows.iter().enumerate() {
+            // value v: plane (v % 128) / 32 of byte 32 · (v / 128) + v % 32, scale 16th v / 16
+            let quant = |v: usize| (b[16 + 32 * (v / 128) + v % 32] >> (2 * ((v % 128) / 32))) & 3;
+            let scale = |v: usize| {
+                let s = b[8 * (v / 128) + 2 * ((v % 128) / 32) + (v % 32) / 16];
+                ((s & 0x0F) as i8, (s >> 4) as i8)
+            };
+            for j in 0..SUB {
+                for k in 0..4 {
+                    for l in 0..4 {
+                        let (lo, hi) = (quant(32 * j + 4 * k + l), quant(32 * j + 16 + 4 * k + l));
+                        p.ql[128 * j + 64 * (k / 2) + 4 * c + l] |= (lo | hi << 2) << (4 * (k % 2));
+                    }
+                }
+                for h in 0..2 {
+                    (p.sc[32 * j + 16 * h + c], p.m[32 * j + 16 * h + c]) = scale(32 * j + 16 * h);
+                }
+            }
+        }
+        p
+    }
+
+    fn dequantize_lane(&self, c: usize, block: usize) -> [f32; QK] {
+        dequantize_lane(self, c, block)
+    }
+
+    forward_kernels!(dot_scalar, q2_k_simd);
+}
