@@ -5,10 +5,10 @@
 //! 0.70x.
 //!
 //! A panel is one super-block of 16 rows: the quants as `q3_k` lays out its low bits (byte
-//! `128j + 64(k / 2) + 4c + b` of `ql`), the scales and mins as bytes apart (`sc`, `m`) so the
-//! kernels widen them as they do Q6_K's: 1,600 bytes against GGUF's 1,344, a sixth more to read
-//! per token. (Keeping them as GGUF's nibble pairs would save that, at a shift and mask per
-//! half block in the kernels.)
+//! `128j + 64(k / 2) + 4c + b` of `ql`), each 16 values' scale and min byte as GGUF packs it
+//! (scale in the low nibble), laid out as Q6_K's scales: GGUF's 1,344 bytes exactly. (Scales
+//! and mins as separate bytes read a sixth more per token: 9-16% slower decoding, 1-2% slower
+//! prefill, in two interleaved pairs of `bench_quants.py --wide --types Q2_K`.)
 
 use half::f16;
 
@@ -28,8 +28,7 @@ pub(crate) const BLOCK_BYTES: usize = 84;
 #[derive(Clone, Copy)]
 pub(crate) struct Q2KPanel {
     pub(super) ql: [u8; SUB * 128],
-    sc: [i8; SUB * 2 * PANEL],
-    m: [i8; SUB * 2 * PANEL],
+    sc: [u8; SUB * 2 * PANEL],
     d: [f16; PANEL],
     dmin: [f16; PANEL],
 }
@@ -37,7 +36,7 @@ pub(crate) struct Q2KPanel {
 impl HalfScaledPanel for Q2KPanel {
     const OFFSET: i32 = 0;
 
-    fn sc(&self) -> &[i8; SUB * 2 * PANEL] {
+    fn scale_bytes(&self) -> &[u8; SUB * 2 * PANEL] {
         &self.sc
     }
 
@@ -53,8 +52,8 @@ impl HalfScaledPanel for Q2KPanel {
     }
 
     #[inline(always)]
-    fn mins(&self) -> Option<(&[i8; SUB * 2 * PANEL], &[f16; PANEL])> {
-        Some((&self.m, &self.dmin))
+    fn dmin(&self) -> Option<&[f16; PANEL]> {
+        Some(&self.dmin)
     }
 }
 
@@ -71,17 +70,13 @@ impl PanelBlock for Q2KPanel {
         let mut p = Q2KPanel {
             ql: [0; SUB * 128],
             sc: [0; SUB * 2 * PANEL],
-            m: [0; SUB * 2 * PANEL],
             d: rows.map(|b| f16::from_le_bytes([b[80], b[81]])),
             dmin: rows.map(|b| f16::from_le_bytes([b[82], b[83]])),
         };
         for (c, b) in rows.iter().enumerate() {
             // value v: plane (v % 128) / 32 of byte 32 · (v / 128) + v % 32, scale 16th v / 16
             let quant = |v: usize| (b[16 + 32 * (v / 128) + v % 32] >> (2 * ((v % 128) / 32))) & 3;
-            let scale = |v: usize| {
-                let s = b[8 * (v / 128) + 2 * ((v % 128) / 32) + (v % 32) / 16];
-                ((s & 0x0F) as i8, (s >> 4) as i8)
-            };
+            let scale = |v: usize| b[8 * (v / 128) + 2 * ((v % 128) / 32) + (v % 32) / 16];
             for j in 0..SUB {
                 for k in 0..4 {
                     for l in 0..4 {
@@ -90,7 +85,7 @@ impl PanelBlock for Q2KPanel {
                     }
                 }
                 for h in 0..2 {
-                    (p.sc[32 * j + 16 * h + c], p.m[32 * j + 16 * h + c]) = scale(32 * j + 16 * h);
+                    p.sc[32 * j + 16 * h + c] = scale(32 * j + 16 * h);
                 }
             }
         }

@@ -31,7 +31,7 @@ pub(crate) const BLOCK_BYTES: usize = 110;
 pub(crate) struct Q3KPanel {
     pub(super) ql: [u8; SUB * 128],
     pub(super) qh: [u64; SUB * 8],
-    sc: [i8; SUB * 2 * PANEL],
+    sc: [u8; SUB * 2 * PANEL],
     d: [f16; PANEL],
 }
 
@@ -59,7 +59,7 @@ fn gguf_scale(b: &[u8], i: usize) -> i8 {
 impl HalfScaledPanel for Q3KPanel {
     const OFFSET: i32 = 4;
 
-    fn sc(&self) -> &[i8; SUB * 2 * PANEL] {
+    fn scale_bytes(&self) -> &[u8; SUB * 2 * PANEL] {
         &self.sc
     }
 
@@ -103,8 +103,8 @@ impl PanelBlock for Q3KPanel {
                         p.ql[128 * j + 64 * (k / 2) + 4 * c + b] |= (lo | hi << 2) << (4 * (k % 2));
                     }
                 }
-                p.sc[32 * j + c] = gguf_scale(rows[c], q[0].1);
-                p.sc[32 * j + 16 + c] = gguf_scale(rows[c], q[16].1);
+                p.sc[32 * j + c] = gguf_scale(rows[c], q[0].1) as u8;
+                p.sc[32 * j + 16 + c] = gguf_scale(rows[c], q[16].1) as u8;
             }
             // block j's high bits, bit v for its value v
             let high =

@@ -30,7 +30,7 @@ pub(crate) const BLOCK_BYTES: usize = 210;
 pub(crate) struct Q6KPanel {
     pub(super) qs: [u8; SUB * 256],
     pub(super) qh: [u8; SUB * 128],
-    pub(super) sc: [i8; SUB * 2 * PANEL],
+    pub(super) sc: [u8; SUB * 2 * PANEL],
     pub(super) d: [f16; PANEL],
 }
 
@@ -47,32 +47,44 @@ fn gguf_quant(b: &[u8], v: usize) -> (u8, usize) {
 
 /// A super-block panel with a byte scale per 16 values and unsigned quants taken `OFFSET` down
 /// (Q6_K: 6 bits, 32; Q3_K: 3 bits, 4), `value = d · sc · (q − OFFSET)`, or with a min per 16
-/// values (Q2_K: 2 bits, no offset) `value = d · sc · q − dmin · m`: the scales (and mins) per
-/// row at `sc()[32j + c]` (block `j`'s values 0..16) and `sc()[32j + 16 + c]` (16..32). One
-/// scalar kernel serves them all, and one SIMD kernel over each type's unpacking (`q6_k_simd`).
+/// values (Q2_K: 2 bits, no offset) `value = d · sc · q − dmin · m`. The scale bytes per row at
+/// `scale_bytes()[32j + c]` (block `j`'s values 0..16) and `[32j + 16 + c]` (16..32) are signed
+/// scales, or for a type with mins (`dmin` is some) a 4-bit scale under a 4-bit min, as GGUF
+/// packs Q2_K's. One scalar kernel serves them all, and one SIMD kernel over each type's
+/// unpacking (`q6_k_simd`).
 pub(crate) trait HalfScaledPanel {
     const OFFSET: i32;
-    fn sc(&self) -> &[i8; SUB * 2 * PANEL];
+    fn scale_bytes(&self) -> &[u8; SUB * 2 * PANEL];
     fn d(&self) -> &[f16; PANEL];
     /// Quant `v` (0..32, unsigned) of block `j`, row `c`.
     fn quant(&self, c: usize, j: usize, v: usize) -> i32;
-    /// The mins, laid out as the scales, and dmin, for a type that has them.
+    /// For a type with mins.
     #[inline(always)]
-    fn mins(&self) -> Option<(&[i8; SUB * 2 * PANEL], &[f16; PANEL])> {
+    fn dmin(&self) -> Option<&[f16; PANEL]> {
         None
     }
 
     /// The scale of the lower (`half` 0) or upper 16 values of block `j`, row `c`.
     #[inline(always)]
     fn scale(&self, c: usize, j: usize, half: usize) -> i32 {
-        i32::from(self.sc()[32 * j + 16 * half + c])
+        let byte = self.scale_bytes()[32 * j + 16 * half + c];
+        match self.dmin() {
+            Some(_) => i32::from(byte & 0x0F),
+            None => i32::from(byte as i8),
+        }
+    }
+
+    /// Their min, for a type with mins.
+    #[inline(always)]
+    fn min(&self, c: usize, j: usize, half: usize) -> i32 {
+        i32::from(self.scale_bytes()[32 * j + 16 * half + c] >> 4)
     }
 }
 
 impl HalfScaledPanel for Q6KPanel {
     const OFFSET: i32 = 32;
 
-    fn sc(&self) -> &[i8; SUB * 2 * PANEL] {
+    fn scale_bytes(&self) -> &[u8; SUB * 2 * PANEL] {
         &self.sc
     }
 
@@ -98,10 +110,8 @@ pub(super) fn dequantize_lane<P: HalfScaledPanel>(p: &P, c: usize, block: usize)
     std::array::from_fn(|v| {
         let scale = d * p.scale(c, block, v / 16) as f32;
         let value = scale * (p.quant(c, block, v) - P::OFFSET) as f32;
-        match p.mins() {
-            Some((m, dmin)) => {
-                value - dmin[c].to_f32() * f32::from(m[32 * block + 16 * (v / 16) + c])
-            }
+        match p.dmin() {
+            Some(dmin) => value - dmin[c].to_f32() * p.min(c, block, v / 16) as f32,
             None => value,
         }
     })
@@ -140,8 +150,8 @@ impl PanelBlock for Q6KPanel {
                     }
                 }
                 let scales = &rows[c][192..208];
-                p.sc[32 * j + c] = scales[q[0].1] as i8;
-                p.sc[32 * j + 16 + c] = scales[q[16].1] as i8;
+                p.sc[32 * j + c] = scales[q[0].1];
+                p.sc[32 * j + 16 + c] = scales[q[16].1];
             }
         }
         p
@@ -179,10 +189,8 @@ pub(super) fn dot_scalar<P: HalfScaledPanel, const R: usize>(
                         .map(|h| p.scale(c, j, h) * (half(h) - P::OFFSET * sums[h]))
                         .sum();
                     *acc = (exact as f32).mul_add(p.d()[c].to_f32() * a.d, *acc);
-                    if let Some((m, dmin)) = p.mins() {
-                        let mins: i32 = (0..2)
-                            .map(|h| i32::from(m[32 * j + 16 * h + c]) * sums[h])
-                            .sum();
+                    if let Some(dmin) = p.dmin() {
+                        let mins: i32 = (0..2).map(|h| p.min(c, j, h) * sums[h]).sum();
                         *acc = (mins as f32).mul_add(-(dmin[c].to_f32() * a.d), *acc);
                     }
                 }

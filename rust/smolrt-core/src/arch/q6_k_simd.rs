@@ -76,6 +76,71 @@ impl HalfUnpack for Q6KPanel {
     }
 }
 
+/// Block `j`'s scales for its lower and upper 16 values, one row per lane, and for a type with
+/// mins those and dmin.
+#[inline(always)]
+unsafe fn scales_avx512<P: HalfScaledPanel>(
+    p: &P,
+    j: usize,
+) -> (__m512i, __m512i, Option<(__m512i, __m512i, __m512)>) {
+    let bytes =
+        |h: usize| _mm_loadu_si128(p.scale_bytes().as_ptr().add(32 * j + 16 * h) as *const __m128i);
+    match p.dmin() {
+        None => (
+            _mm512_cvtepi8_epi32(bytes(0)),
+            _mm512_cvtepi8_epi32(bytes(1)),
+            None,
+        ),
+        Some(dmin) => {
+            let nibble = _mm512_set1_epi32(0x0F);
+            let (lo, hi) = (
+                _mm512_cvtepu8_epi32(bytes(0)),
+                _mm512_cvtepu8_epi32(bytes(1)),
+            );
+            let dmin = _mm512_cvtph_ps(_mm256_loadu_si256(dmin.as_ptr() as *const __m256i));
+            (
+                _mm512_and_si512(lo, nibble),
+                _mm512_and_si512(hi, nibble),
+                Some((_mm512_srli_epi32(lo, 4), _mm512_srli_epi32(hi, 4), dmin)),
+            )
+        }
+    }
+}
+
+/// `scales_avx512` for rows `8 · half` to `8 · half + 8`.
+#[inline(always)]
+unsafe fn scales_avx2<P: HalfScaledPanel>(
+    p: &P,
+    j: usize,
+    half: usize,
+) -> (__m256i, __m256i, Option<(__m256i, __m256i, __m256)>) {
+    let lanes = 8 * half;
+    let bytes = |h: usize| {
+        _mm_loadl_epi64(p.scale_bytes().as_ptr().add(32 * j + 16 * h + lanes) as *const __m128i)
+    };
+    match p.dmin() {
+        None => (
+            _mm256_cvtepi8_epi32(bytes(0)),
+            _mm256_cvtepi8_epi32(bytes(1)),
+            None,
+        ),
+        Some(dmin) => {
+            let nibble = _mm256_set1_epi32(0x0F);
+            let (lo, hi) = (
+                _mm256_cvtepu8_epi32(bytes(0)),
+                _mm256_cvtepu8_epi32(bytes(1)),
+            );
+            let at = dmin.as_ptr().add(lanes);
+            let dmin = _mm256_cvtph_ps(_mm_loadu_si128(at as *const __m128i));
+            (
+                _mm256_and_si256(lo, nibble),
+                _mm256_and_si256(hi, nibble),
+                Some((_mm256_srli_epi32(lo, 4), _mm256_srli_epi32(hi, 4), dmin)),
+            )
+        }
+    }
+}
+
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,fma,f16c")]
 pub(super) unsafe fn dot_avx512<P: HalfScaledPanel + HalfUnpack, const R: usize>(
     panels: &[P],
@@ -87,19 +152,7 @@ pub(super) unsafe fn dot_avx512<P: HalfScaledPanel + HalfUnpack, const R: usize>
         let d = _mm512_cvtph_ps(_mm256_loadu_si256(p.d().as_ptr() as *const __m256i));
         for j in 0..SUB {
             prefetch_ahead_part(p, ahead, j, SUB);
-            let scales = |h: usize| {
-                let at = p.sc().as_ptr().add(32 * j + 16 * h);
-                _mm512_cvtepi8_epi32(_mm_loadu_si128(at as *const __m128i))
-            };
-            let (sc_lo, sc_hi) = (scales(0), scales(1));
-            let mins = p.mins().map(|(m, dmin)| {
-                let half = |h: usize| {
-                    let at = m.as_ptr().add(32 * j + 16 * h);
-                    _mm512_cvtepi8_epi32(_mm_loadu_si128(at as *const __m128i))
-                };
-                let dmin = _mm512_cvtph_ps(_mm256_loadu_si256(dmin.as_ptr() as *const __m256i));
-                (half(0), half(1), dmin)
-            });
+            let (sc_lo, sc_hi, mins) = scales_avx512(p, j);
             let mut sum_lo = [_mm512_setzero_si512(); R];
             let mut sum_hi = [_mm512_setzero_si512(); R];
             for k in 0..4 {
@@ -160,23 +213,7 @@ pub(super) unsafe fn dot_avx2<P: HalfScaledPanel + HalfUnpack, const R: usize>(
                 if half == 0 {
                     prefetch_ahead_part(p, ahead, j, SUB);
                 }
-                let scales = |h: usize| {
-                    let at = p.sc().as_ptr().add(32 * j + 16 * h + lanes);
-                    _mm256_cvtepi8_epi32(_mm_loadl_epi64(at as *const __m128i))
-                };
-                let (sc_lo, sc_hi) = (scales(0), scales(1));
-                let mins = p.mins().map(|(m, dmin)| {
-                    let half = |h: usize| {
-                        let at = m.as_ptr().add(32 * j + 16 * h + lanes);
-                        _mm256_cvtepi8_epi32(_mm_loadl_epi64(at as *const __m128i))
-                    };
-                    let at = dmin.as_ptr().add(lanes);
-                    (
-                        half(0),
-                        half(1),
-                        _mm256_cvtph_ps(_mm_loadu_si128(at as *const __m128i)),
-                    )
-                });
+                let (sc_lo, sc_hi, mins) = scales_avx2(p, j, half);
                 let mut sum_lo = [_mm256_setzero_si256(); R];
                 let mut sum_hi = [_mm256_setzero_si256(); R];
                 for k in 0..4 {
