@@ -10,7 +10,9 @@ rounding besides its own, which matters for quality, not for speed). They are ke
 mixes fall back to Q5_0 / Q8_0 for most matrices; the tensor-type column says what each file
 holds. `--wide` runs on a synthetic file instead whose rows are multiples of 256, so the
 K-quant types are what they say (12 layers, 1024 wide, 2816 FFN, SmolLM2's tokenizer, random
-weights in f32, written once under `models/quants/`): speed only, its text is noise. Rows:
+weights in f32, written once under `models/quants/`): speed only, its text is noise.
+`--wide=smollm3` has SmolLM3-3B's layer shapes instead (2048 wide, 16 query and 4 KV heads of
+128, 11008 FFN), four of its 36 layers: matrices of 12-45 MB in f32, past the L3 cache. Rows:
 one-stream decode (128 tokens after a short prompt) and a 512-token prefill, the best of
 `--repeats`.
 """
@@ -52,15 +54,19 @@ def requantized(source: Path, name: str) -> Path:
     return out
 
 
-def wide_source(tokenizer_model: Path) -> Path:
+# layers, width, query heads, KV heads, head size, FFN width of the synthetic files
+SHAPES = {"wide": (12, 1024, 16, 4, 64, 2816), "smollm3": (4, 2048, 16, 4, 128, 11008)}
+
+
+def wide_source(tokenizer_model: Path, shape: str) -> Path:
     """The synthetic 256-aligned source file (see the module docstring)."""
-    out = OUT / "wide-llama.F32.gguf"
+    out = OUT / ("wide-llama.F32.gguf" if shape == "wide" else f"{shape}-shaped.F32.gguf")
     if not out.exists():
         sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
         from fixtures import smollm3_gguf as m
 
         # the test builder with SmolLM3-like widths instead of its tiny ones
-        m.N_LAYER, m.N_EMBD, m.N_HEAD, m.N_HEAD_KV, m.HEAD_DIM, m.N_FF = 12, 1024, 16, 4, 64, 2816
+        m.N_LAYER, m.N_EMBD, m.N_HEAD, m.N_HEAD_KV, m.HEAD_DIM, m.N_FF = SHAPES[shape]
         m.CONTEXT_LENGTH = 2048
         OUT.mkdir(parents=True, exist_ok=True)
         m.write_smollm3(out, "f32_untied", tokenizer_model)
@@ -92,7 +98,8 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--decode-tokens", type=int, default=128)
     ap.add_argument("--repeats", type=int, default=2)
-    ap.add_argument("--wide", action="store_true", help="a synthetic 256-aligned file (real K-quants)")
+    ap.add_argument("--wide", nargs="?", const="wide", choices=sorted(SHAPES),
+                    help="a synthetic 256-aligned file (real K-quants); =smollm3 for SmolLM3-3B's layers")
     args = ap.parse_args()
     os.environ["RAYON_NUM_THREADS"] = str(args.threads)
     try:
@@ -105,7 +112,7 @@ def main() -> int:
 
     source = Path(resolve_model(None))
     if args.wide:
-        source = wide_source(source)
+        source = wide_source(source, args.wide)
     with Engine.load(source) as probe:
         prompt_ids = probe.tokenize(PROSE * 80, add_special=False)[:512]
         short_ids = probe.tokenize(
