@@ -5,8 +5,9 @@
 //! `nibbles`), the top two bits of its lower and upper 16 values beside them, the scales as
 //! bytes: the GGUF byte count exactly. Per block the kernels keep the two halves' integer sums
 //! apart, take 32 times the activations' sums back out, weight them by their scales and add:
-//! one exact integer per block and row (|·| ≤ 2·16·32·127·128 < 2^24), then one fused
-//! multiply-add by d·d_a. Activations are ggml's Q8_K, as llama.cpp pairs them.
+//! one exact integer per block and row (|·| ≤ 2·16·32·127·128 < 2^25), summed over the
+//! super-block (< 2^28), then one fused multiply-add by d·d_a. Activations are ggml's Q8_K, as
+//! llama.cpp pairs them.
 
 use half::f16;
 
@@ -164,35 +165,41 @@ impl PanelBlock for Q6KPanel {
     forward_kernels!(dot_scalar, q6_k_simd);
 }
 
-/// Per 32-value block and lane: the exact integer
-/// `sc_lo · (Σ_lo q_w·q_a − OFFSET·Σ_lo q_a) + sc_hi · (Σ_hi q_w·q_a − OFFSET·Σ_hi q_a)`, then
-/// `acc = f32(it) · (d_w·d_a) + acc`, a fused multiply-add; with mins then the exact
-/// `m_lo·Σ_lo q_a + m_hi·Σ_hi q_a` and `acc = f32(that) · −(dmin·d_a) + acc`. The SIMD kernels
-/// do exactly this.
+/// Per 32-value block and lane the exact integer
+/// `sc_lo · (Σ_lo q_w·q_a − OFFSET·Σ_lo q_a) + sc_hi · (Σ_hi q_w·q_a − OFFSET·Σ_hi q_a)`, summed
+/// over the super-block's eight blocks (exact too: |·| < 2^28), then once per super-block
+/// `acc = f32(it) · (d_w·d_a) + acc`, a fused multiply-add (Q8_K activations have one `d_a` per
+/// 256 values, as the panel one `d_w` per row); with mins likewise the exact
+/// `Σ m_lo·Σ_lo q_a + m_hi·Σ_hi q_a` and `acc = f32(that) · −(dmin·d_a) + acc`. The SIMD kernels
+/// do exactly this. (Rounding per block instead cost the 8-row kernels a third more operations.)
 pub(super) fn dot_scalar<P: HalfScaledPanel, const R: usize>(
     panels: &[P],
     acts: [&[ActBlock]; R],
 ) -> [[f32; PANEL]; R] {
     let mut out = [[0f32; PANEL]; R];
     for (i, p) in panels.iter().enumerate() {
-        for j in 0..SUB {
-            for (acc_row, row) in out.iter_mut().zip(acts.iter()) {
-                let a = &row[SUB * i + j];
-                for (c, acc) in acc_row.iter_mut().enumerate() {
+        for (acc_row, row) in out.iter_mut().zip(acts.iter()) {
+            let d_a = row[SUB * i].d;
+            for (c, acc) in acc_row.iter_mut().enumerate() {
+                let (mut exact, mut mins) = (0i32, 0i32);
+                for j in 0..SUB {
+                    let a = &row[SUB * i + j];
                     let half = |h: usize| -> i32 {
                         (16 * h..16 * (h + 1))
                             .map(|v| p.quant(c, j, v) * i32::from(a.qs[v]))
                             .sum()
                     };
                     let sums = [a.sum_lo, a.sum - a.sum_lo];
-                    let exact: i32 = (0..2)
-                        .map(|h| p.scale(c, j, h) * (half(h) - P::OFFSET * sums[h]))
-                        .sum();
-                    *acc = (exact as f32).mul_add(p.d()[c].to_f32() * a.d, *acc);
-                    if let Some(dmin) = p.dmin() {
-                        let mins: i32 = (0..2).map(|h| p.min(c, j, h) * sums[h]).sum();
-                        *acc = (mins as f32).mul_add(-(dmin[c].to_f32() * a.d), *acc);
+                    for (h, sum) in sums.into_iter().enumerate() {
+                        exact += p.scale(c, j, h) * (half(h) - P::OFFSET * sum);
+                        if p.dmin().is_some() {
+                            mins += p.min(c, j, h) * sum;
+                        }
                     }
+                }
+                *acc = (exact as f32).mul_add(p.d()[c].to_f32() * d_a, *acc);
+                if let Some(dmin) = p.dmin() {
+                    *acc = (mins as f32).mul_add(-(dmin[c].to_f32() * d_a), *acc);
                 }
             }
         }

@@ -1,8 +1,8 @@
 //! The panel kernels of the types with a scale per 16 values (Q6_K, Q3_K, Q2_K; see
 //! `q6_k::HalfScaledPanel`) in AVX-512 VNNI and AVX2: per 32-value block the two halves'
 //! integer sums over the unsigned quants, each type unpacking its own (`HalfUnpack`), then
-//! `q6_k::dot_scalar`'s exact integer combination with the scales and one fused multiply-add
-//! (and for Q2_K the mins' and another).
+//! `q6_k::dot_scalar`'s exact integer combination with the scales, summed over the super-block,
+//! and one fused multiply-add per super-block (for Q2_K the mins' likewise, and another).
 //!
 //! SAFETY (whole module): each function is compiled for the features it names and may only be
 //! called on a CPU that has them (`isa` checks); every activation slice holds `SUB` blocks per
@@ -149,7 +149,9 @@ pub(super) unsafe fn dot_avx512<P: HalfScaledPanel + HalfUnpack, const R: usize>
 ) -> [[f32; PANEL]; R] {
     let mut acc = [_mm512_setzero_ps(); R];
     for (i, p) in panels.iter().enumerate() {
-        let d = _mm512_cvtph_ps(_mm256_loadu_si256(p.d().as_ptr() as *const __m256i));
+        let mut exact = [_mm512_setzero_si512(); R];
+        let mut mins_sum = [_mm512_setzero_si512(); R];
+        let mut dmin = _mm512_setzero_ps();
         for j in 0..SUB {
             prefetch_ahead_part(p, ahead, j, SUB);
             let (sc_lo, sc_hi, mins) = scales_avx512(p, j);
@@ -170,20 +172,33 @@ pub(super) unsafe fn dot_avx512<P: HalfScaledPanel + HalfUnpack, const R: usize>
                 let t_lo = _mm512_sub_epi32(sum_lo[r], _mm512_set1_epi32(P::OFFSET * a.sum_lo));
                 let t_hi =
                     _mm512_sub_epi32(sum_hi[r], _mm512_set1_epi32(P::OFFSET * (a.sum - a.sum_lo)));
-                let exact = _mm512_add_epi32(
-                    _mm512_mullo_epi32(t_lo, sc_lo),
-                    _mm512_mullo_epi32(t_hi, sc_hi),
+                exact[r] = _mm512_add_epi32(
+                    exact[r],
+                    _mm512_add_epi32(
+                        _mm512_mullo_epi32(t_lo, sc_lo),
+                        _mm512_mullo_epi32(t_hi, sc_hi),
+                    ),
                 );
-                let s = _mm512_mul_ps(d, _mm512_set1_ps(a.d));
-                acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(exact), s, acc[r]);
-                if let Some((m_lo, m_hi, dmin)) = mins {
-                    let mins = _mm512_add_epi32(
-                        _mm512_mullo_epi32(m_lo, _mm512_set1_epi32(a.sum_lo)),
-                        _mm512_mullo_epi32(m_hi, _mm512_set1_epi32(a.sum - a.sum_lo)),
+                if let Some((m_lo, m_hi, dm)) = mins {
+                    dmin = dm;
+                    mins_sum[r] = _mm512_add_epi32(
+                        mins_sum[r],
+                        _mm512_add_epi32(
+                            _mm512_mullo_epi32(m_lo, _mm512_set1_epi32(a.sum_lo)),
+                            _mm512_mullo_epi32(m_hi, _mm512_set1_epi32(a.sum - a.sum_lo)),
+                        ),
                     );
-                    let s = _mm512_mul_ps(dmin, _mm512_set1_ps(-a.d));
-                    acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(mins), s, acc[r]);
                 }
+            }
+        }
+        let d = _mm512_cvtph_ps(_mm256_loadu_si256(p.d().as_ptr() as *const __m256i));
+        for r in 0..R {
+            let d_a = acts[r].get_unchecked(SUB * i).d;
+            let s = _mm512_mul_ps(d, _mm512_set1_ps(d_a));
+            acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(exact[r]), s, acc[r]);
+            if p.dmin().is_some() {
+                let s = _mm512_mul_ps(dmin, _mm512_set1_ps(-d_a));
+                acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(mins_sum[r]), s, acc[r]);
             }
         }
     }
@@ -208,7 +223,9 @@ pub(super) unsafe fn dot_avx2<P: HalfScaledPanel + HalfUnpack, const R: usize>(
         let mut acc = [_mm256_setzero_ps(); R];
         for (i, p) in panels.iter().enumerate() {
             let lanes = 8 * half;
-            let d = _mm256_cvtph_ps(_mm_loadu_si128(p.d().as_ptr().add(lanes) as *const __m128i));
+            let mut exact = [_mm256_setzero_si256(); R];
+            let mut mins_sum = [_mm256_setzero_si256(); R];
+            let mut dmin = _mm256_setzero_ps();
             for j in 0..SUB {
                 if half == 0 {
                     prefetch_ahead_part(p, ahead, j, SUB);
@@ -233,20 +250,33 @@ pub(super) unsafe fn dot_avx2<P: HalfScaledPanel + HalfUnpack, const R: usize>(
                         sum_hi[r],
                         _mm256_set1_epi32(P::OFFSET * (a.sum - a.sum_lo)),
                     );
-                    let exact = _mm256_add_epi32(
-                        _mm256_mullo_epi32(t_lo, sc_lo),
-                        _mm256_mullo_epi32(t_hi, sc_hi),
+                    exact[r] = _mm256_add_epi32(
+                        exact[r],
+                        _mm256_add_epi32(
+                            _mm256_mullo_epi32(t_lo, sc_lo),
+                            _mm256_mullo_epi32(t_hi, sc_hi),
+                        ),
                     );
-                    let s = _mm256_mul_ps(d, _mm256_set1_ps(a.d));
-                    acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(exact), s, acc[r]);
-                    if let Some((m_lo, m_hi, dmin)) = mins {
-                        let mins = _mm256_add_epi32(
-                            _mm256_mullo_epi32(m_lo, _mm256_set1_epi32(a.sum_lo)),
-                            _mm256_mullo_epi32(m_hi, _mm256_set1_epi32(a.sum - a.sum_lo)),
+                    if let Some((m_lo, m_hi, dm)) = mins {
+                        dmin = dm;
+                        mins_sum[r] = _mm256_add_epi32(
+                            mins_sum[r],
+                            _mm256_add_epi32(
+                                _mm256_mullo_epi32(m_lo, _mm256_set1_epi32(a.sum_lo)),
+                                _mm256_mullo_epi32(m_hi, _mm256_set1_epi32(a.sum - a.sum_lo)),
+                            ),
                         );
-                        let s = _mm256_mul_ps(dmin, _mm256_set1_ps(-a.d));
-                        acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(mins), s, acc[r]);
                     }
+                }
+            }
+            let d = _mm256_cvtph_ps(_mm_loadu_si128(p.d().as_ptr().add(lanes) as *const __m128i));
+            for r in 0..R {
+                let d_a = acts[r].get_unchecked(SUB * i).d;
+                let s = _mm256_mul_ps(d, _mm256_set1_ps(d_a));
+                acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(exact[r]), s, acc[r]);
+                if p.dmin().is_some() {
+                    let s = _mm256_mul_ps(dmin, _mm256_set1_ps(-d_a));
+                    acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(mins_sum[r]), s, acc[r]);
                 }
             }
         }
