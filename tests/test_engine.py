@@ -242,7 +242,7 @@ def test_admission_and_readings_do_not_wait_for_the_step_that_runs(engine: Engin
 def test_dropped_session_frees_its_blocks_and_starts_afresh(engine: Engine) -> None:
     wait_idle(engine)
     free_before = engine.kv_stats()["blocks_free"]
-    _, first = drain(engine.generate("Remember the number 7.", max_tokens=4, session_key=55))
+    drain(engine.generate("Remember the number 7.", max_tokens=4, session_key=55))
     assert engine.kv_stats()["blocks_free"] < free_before  # kept resident
     assert engine.drop_session(55) is True
     assert engine.drop_session(55) is False  # already gone
@@ -258,17 +258,19 @@ def test_dropped_session_frees_its_blocks_and_starts_afresh(engine: Engine) -> N
 
 
 def test_drop_queued_with_a_turn_under_its_key_reuses_nothing(engine: Engine) -> None:
-    # A drop and a turn admitted behind it land before the same step: the drop goes first.
+    # A drop and a turn admitted behind it, both queued while a prefill chunk runs, land before
+    # the same step: the drop goes first, so the turn starts afresh.
     wait_idle(engine)
     prompt = engine.tokenize("Remember the number 8.")
     drain(engine.generate(prompt, max_tokens=4, session_key=56))
-    blocker = engine.generate("Go on and on:", max_tokens=64, ignore_eos=True)
-    next(iter(blocker))
+    prose = engine.tokenize("The history of computing is a story of abstraction on abstraction. " * 60)
+    blocker = engine.generate(prose[:512], max_tokens=1)  # one 512-token chunk
+    time.sleep(0.02)  # the chunk has started (it takes a tenth of a second or more)
     assert engine.drop_session(56) is True
     assert engine.cached_prefix(56, prompt) == 0
     _, turn = drain(engine.generate(prompt, max_tokens=2, session_key=56))
     assert turn.usage.cached_tokens == 0
-    blocker.close()
+    drain(blocker)
     engine.drop_session(56)
 
 
