@@ -77,12 +77,12 @@ impl HalfUnpack for Q6KPanel {
 }
 
 /// Block `j`'s scales for its lower and upper 16 values, one row per lane, and for a type with
-/// mins those and dmin.
+/// mins those.
 #[inline(always)]
 unsafe fn scales_avx512<P: HalfScaledPanel>(
     p: &P,
     j: usize,
-) -> (__m512i, __m512i, Option<(__m512i, __m512i, __m512)>) {
+) -> (__m512i, __m512i, Option<(__m512i, __m512i)>) {
     let bytes =
         |h: usize| _mm_loadu_si128(p.scale_bytes().as_ptr().add(32 * j + 16 * h) as *const __m128i);
     match p.dmin() {
@@ -91,17 +91,16 @@ unsafe fn scales_avx512<P: HalfScaledPanel>(
             _mm512_cvtepi8_epi32(bytes(1)),
             None,
         ),
-        Some(dmin) => {
+        Some(_) => {
             let nibble = _mm512_set1_epi32(0x0F);
             let (lo, hi) = (
                 _mm512_cvtepu8_epi32(bytes(0)),
                 _mm512_cvtepu8_epi32(bytes(1)),
             );
-            let dmin = _mm512_cvtph_ps(_mm256_loadu_si256(dmin.as_ptr() as *const __m256i));
             (
                 _mm512_and_si512(lo, nibble),
                 _mm512_and_si512(hi, nibble),
-                Some((_mm512_srli_epi32(lo, 4), _mm512_srli_epi32(hi, 4), dmin)),
+                Some((_mm512_srli_epi32(lo, 4), _mm512_srli_epi32(hi, 4))),
             )
         }
     }
@@ -113,7 +112,7 @@ unsafe fn scales_avx2<P: HalfScaledPanel>(
     p: &P,
     j: usize,
     half: usize,
-) -> (__m256i, __m256i, Option<(__m256i, __m256i, __m256)>) {
+) -> (__m256i, __m256i, Option<(__m256i, __m256i)>) {
     let lanes = 8 * half;
     let bytes = |h: usize| {
         _mm_loadl_epi64(p.scale_bytes().as_ptr().add(32 * j + 16 * h + lanes) as *const __m128i)
@@ -124,18 +123,16 @@ unsafe fn scales_avx2<P: HalfScaledPanel>(
             _mm256_cvtepi8_epi32(bytes(1)),
             None,
         ),
-        Some(dmin) => {
+        Some(_) => {
             let nibble = _mm256_set1_epi32(0x0F);
             let (lo, hi) = (
                 _mm256_cvtepu8_epi32(bytes(0)),
                 _mm256_cvtepu8_epi32(bytes(1)),
             );
-            let at = dmin.as_ptr().add(lanes);
-            let dmin = _mm256_cvtph_ps(_mm_loadu_si128(at as *const __m128i));
             (
                 _mm256_and_si256(lo, nibble),
                 _mm256_and_si256(hi, nibble),
-                Some((_mm256_srli_epi32(lo, 4), _mm256_srli_epi32(hi, 4), dmin)),
+                Some((_mm256_srli_epi32(lo, 4), _mm256_srli_epi32(hi, 4))),
             )
         }
     }
@@ -151,7 +148,6 @@ pub(super) unsafe fn dot_avx512<P: HalfScaledPanel + HalfUnpack, const R: usize>
     for (i, p) in panels.iter().enumerate() {
         let mut exact = [_mm512_setzero_si512(); R];
         let mut mins_sum = [_mm512_setzero_si512(); R];
-        let mut dmin = _mm512_setzero_ps();
         for j in 0..SUB {
             prefetch_ahead_part(p, ahead, j, SUB);
             let (sc_lo, sc_hi, mins) = scales_avx512(p, j);
@@ -179,8 +175,7 @@ pub(super) unsafe fn dot_avx512<P: HalfScaledPanel + HalfUnpack, const R: usize>
                         _mm512_mullo_epi32(t_hi, sc_hi),
                     ),
                 );
-                if let Some((m_lo, m_hi, dm)) = mins {
-                    dmin = dm;
+                if let Some((m_lo, m_hi)) = mins {
                     mins_sum[r] = _mm512_add_epi32(
                         mins_sum[r],
                         _mm512_add_epi32(
@@ -192,11 +187,14 @@ pub(super) unsafe fn dot_avx512<P: HalfScaledPanel + HalfUnpack, const R: usize>
             }
         }
         let d = _mm512_cvtph_ps(_mm256_loadu_si256(p.d().as_ptr() as *const __m256i));
+        let dmin = p
+            .dmin()
+            .map(|m| _mm512_cvtph_ps(_mm256_loadu_si256(m.as_ptr() as *const __m256i)));
         for r in 0..R {
             let d_a = acts[r].get_unchecked(SUB * i).d;
             let s = _mm512_mul_ps(d, _mm512_set1_ps(d_a));
             acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(exact[r]), s, acc[r]);
-            if p.dmin().is_some() {
+            if let Some(dmin) = dmin {
                 let s = _mm512_mul_ps(dmin, _mm512_set1_ps(-d_a));
                 acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(mins_sum[r]), s, acc[r]);
             }
@@ -225,7 +223,6 @@ pub(super) unsafe fn dot_avx2<P: HalfScaledPanel + HalfUnpack, const R: usize>(
             let lanes = 8 * half;
             let mut exact = [_mm256_setzero_si256(); R];
             let mut mins_sum = [_mm256_setzero_si256(); R];
-            let mut dmin = _mm256_setzero_ps();
             for j in 0..SUB {
                 if half == 0 {
                     prefetch_ahead_part(p, ahead, j, SUB);
@@ -257,8 +254,7 @@ pub(super) unsafe fn dot_avx2<P: HalfScaledPanel + HalfUnpack, const R: usize>(
                             _mm256_mullo_epi32(t_hi, sc_hi),
                         ),
                     );
-                    if let Some((m_lo, m_hi, dm)) = mins {
-                        dmin = dm;
+                    if let Some((m_lo, m_hi)) = mins {
                         mins_sum[r] = _mm256_add_epi32(
                             mins_sum[r],
                             _mm256_add_epi32(
@@ -270,11 +266,14 @@ pub(super) unsafe fn dot_avx2<P: HalfScaledPanel + HalfUnpack, const R: usize>(
                 }
             }
             let d = _mm256_cvtph_ps(_mm_loadu_si128(p.d().as_ptr().add(lanes) as *const __m128i));
+            let dmin = p
+                .dmin()
+                .map(|m| _mm256_cvtph_ps(_mm_loadu_si128(m.as_ptr().add(lanes) as *const __m128i)));
             for r in 0..R {
                 let d_a = acts[r].get_unchecked(SUB * i).d;
                 let s = _mm256_mul_ps(d, _mm256_set1_ps(d_a));
                 acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(exact[r]), s, acc[r]);
-                if p.dmin().is_some() {
+                if let Some(dmin) = dmin {
                     let s = _mm256_mul_ps(dmin, _mm256_set1_ps(-d_a));
                     acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(mins_sum[r]), s, acc[r]);
                 }
