@@ -14,6 +14,7 @@ use half::f16;
 
 use super::act_blocks::{quantize_row_k_into, ActBlock, QK};
 use super::panels::{forward_kernels, PanelBlock, PanelMatrix, PANEL};
+use super::q3_k::{crumb, gguf_crumb, gguf_scale_index, pack_crumbs};
 use super::q4_k::SUB;
 use super::q6_k::{dequantize_lane, dot_scalar, HalfScaledPanel};
 
@@ -46,9 +47,7 @@ impl HalfScaledPanel for Q2KPanel {
 
     #[inline(always)]
     fn quant(&self, c: usize, j: usize, v: usize) -> i32 {
-        let (h, k, b) = (v / 16, (v % 16) / 4, v % 4);
-        let byte = self.ql[128 * j + 64 * (k / 2) + 4 * c + b];
-        i32::from((byte >> (2 * (2 * (k % 2) + h))) & 3)
+        i32::from(crumb(&self.ql, c, j, v))
     }
 
     #[inline(always)]
@@ -74,18 +73,10 @@ impl PanelBlock for Q2KPanel {
             dmin: rows.map(|b| f16::from_le_bytes([b[82], b[83]])),
         };
         for (c, b) in rows.iter().enumerate() {
-            // value v: plane (v % 128) / 32 of byte 32 · (v / 128) + v % 32, scale 16th v / 16
-            let quant = |v: usize| (b[16 + 32 * (v / 128) + v % 32] >> (2 * ((v % 128) / 32))) & 3;
-            let scale = |v: usize| b[8 * (v / 128) + 2 * ((v % 128) / 32) + (v % 32) / 16];
             for j in 0..SUB {
-                for k in 0..4 {
-                    for l in 0..4 {
-                        let (lo, hi) = (quant(32 * j + 4 * k + l), quant(32 * j + 16 + 4 * k + l));
-                        p.ql[128 * j + 64 * (k / 2) + 4 * c + l] |= (lo | hi << 2) << (4 * (k % 2));
-                    }
-                }
+                pack_crumbs(&mut p.ql, c, j, |v| gguf_crumb(&b[16..80], 32 * j + v));
                 for h in 0..2 {
-                    p.sc[32 * j + 16 * h + c] = scale(32 * j + 16 * h);
+                    p.sc[32 * j + 16 * h + c] = b[gguf_scale_index(32 * j + 16 * h)];
                 }
             }
         }

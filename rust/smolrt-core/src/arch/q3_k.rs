@@ -35,16 +35,55 @@ pub(crate) struct Q3KPanel {
     d: [f16; PANEL],
 }
 
-/// Quant `v` (0..256, unsigned 0..8) of one GGUF block, and the index of its scale: value `v`
-/// is in the `v / 128`th run of 128, whose 32 bytes of `qs` hold four 2-bit planes, and its
-/// high bit is bit `4 · (v / 128) + plane` of `hmask[v % 32]`.
-fn gguf_quant(b: &[u8], v: usize) -> (u8, usize) {
-    let (hmask, qs) = (&b[..32], &b[32..96]);
-    let (n, w) = (v / 128, v % 128);
-    let (plane, l) = (w / 32, w % 32);
-    let low = (qs[32 * n + l] >> (2 * plane)) & 3;
-    let high = (hmask[l] >> (4 * n + plane)) & 1;
-    (low | high << 2, 8 * n + 2 * plane + l / 16)
+/// The two low bits of value `v` (0..256) of a GGUF super-block, from its 64 bytes of them
+/// (Q3_K's `qs`, Q2_K's): value `v` is in the `v / 128`th run of 128, whose 32 bytes hold four
+/// 2-bit planes, plane `(v % 128) / 32`, byte `v % 32`.
+pub(super) fn gguf_crumb(qs: &[u8], v: usize) -> u8 {
+    (qs[32 * (v / 128) + v % 32] >> (2 * ((v % 128) / 32))) & 3
+}
+
+/// Which of a GGUF super-block's 16 scales value `v` uses (Q3_K's, Q2_K's): they follow the
+/// same walk as the planes, two per plane of 32.
+pub(super) fn gguf_scale_index(v: usize) -> usize {
+    8 * (v / 128) + 2 * ((v % 128) / 32) + (v % 32) / 16
+}
+
+/// Quant `v` (0..256, unsigned 0..8) of one GGUF block: its two low bits, and its high bit,
+/// bit `4 · (v / 128) + plane` of `hmask[v % 32]`.
+fn gguf_quant(b: &[u8], v: usize) -> u8 {
+    let high = (b[v % 32] >> (4 * (v / 128) + (v % 128) / 32)) & 1;
+    gguf_crumb(&b[32..96], v) | high << 2
+}
+
+/// Byte of `ql` holding block `j`'s values `4k + b` and `16 + 4k + b` of row `c`, and the
+/// shift of value `v`'s two bits in it (see the module's comment).
+#[inline(always)]
+fn crumb_at(c: usize, j: usize, v: usize) -> (usize, u32) {
+    let (h, k, b) = (v / 16, (v % 16) / 4, v % 4);
+    (
+        128 * j + 64 * (k / 2) + 4 * c + b,
+        (2 * (2 * (k % 2) + h)) as u32,
+    )
+}
+
+/// The two low bits of value `v` of block `j`, row `c`, from a panel's `ql`.
+#[inline(always)]
+pub(super) fn crumb(ql: &[u8; SUB * 128], c: usize, j: usize, v: usize) -> u8 {
+    let (at, shift) = crumb_at(c, j, v);
+    (ql[at] >> shift) & 3
+}
+
+/// Writes row `c`'s low bit pairs of block `j` (`bits(v)` for its value `v`, 0..32) into `ql`.
+pub(super) fn pack_crumbs(
+    ql: &mut [u8; SUB * 128],
+    c: usize,
+    j: usize,
+    bits: impl Fn(usize) -> u8,
+) {
+    for v in 0..QK {
+        let (at, shift) = crumb_at(c, j, v);
+        ql[at] |= (bits(v) & 3) << shift;
+    }
 }
 
 /// Scale `i` (0..16) of one GGUF block, less 32: its low four bits in byte `i` (low nibble) or
@@ -70,10 +109,8 @@ impl HalfScaledPanel for Q3KPanel {
     #[inline(always)]
     fn quant(&self, c: usize, j: usize, v: usize) -> i32 {
         let (h, k, b) = (v / 16, (v % 16) / 4, v % 4);
-        let byte = self.ql[128 * j + 64 * (k / 2) + 4 * c + b];
-        let low = (byte >> (2 * (2 * (k % 2) + h))) & 3;
         let high = (self.qh[8 * j + 4 * h + k] >> (4 * c + b)) & 1;
-        i32::from(low) | (high as i32) << 2
+        i32::from(crumb(&self.ql, c, j, v)) | (high as i32) << 2
     }
 }
 
@@ -94,21 +131,17 @@ impl PanelBlock for Q3KPanel {
             d: rows.map(|b| f16::from_le_bytes([b[108], b[109]])),
         };
         for j in 0..SUB {
-            let quants = rows
-                .map(|b| std::array::from_fn::<(u8, usize), 32, _>(|v| gguf_quant(b, 32 * j + v)));
+            let quants =
+                rows.map(|b| std::array::from_fn::<u8, 32, _>(|v| gguf_quant(b, 32 * j + v)));
             for (c, q) in quants.iter().enumerate() {
-                for k in 0..4 {
-                    for b in 0..4 {
-                        let (lo, hi) = (q[4 * k + b].0 & 3, q[16 + 4 * k + b].0 & 3);
-                        p.ql[128 * j + 64 * (k / 2) + 4 * c + b] |= (lo | hi << 2) << (4 * (k % 2));
-                    }
+                pack_crumbs(&mut p.ql, c, j, |v| q[v]);
+                for h in 0..2 {
+                    let scale = gguf_scale(rows[c], gguf_scale_index(32 * j + 16 * h));
+                    p.sc[32 * j + 16 * h + c] = scale as u8;
                 }
-                p.sc[32 * j + c] = gguf_scale(rows[c], q[0].1) as u8;
-                p.sc[32 * j + 16 + c] = gguf_scale(rows[c], q[16].1) as u8;
             }
             // block j's high bits, bit v for its value v
-            let high =
-                quants.map(|q| (0..QK).fold(0u32, |acc, v| acc | u32::from(q[v].0 >> 2) << v));
+            let high = quants.map(|q| (0..QK).fold(0u32, |acc, v| acc | u32::from(q[v] >> 2) << v));
             let mut masks = [0u64; 8];
             pack_fifth_bits(&mut masks, high);
             p.qh[8 * j..8 * (j + 1)].copy_from_slice(&masks);
