@@ -8,7 +8,7 @@ Writes rust/smolrt-core/src/arch/testdata/kernel_blocks.txt, one block per line:
     q8_0 <34 bytes hex> <32 f32 bit patterns, hex>
     q4_0, q5_0, q5_1 likewise (18, 22, 24 bytes); q4_k <144 bytes> <256 f32 bit patterns>,
     q5_k <176 bytes>, q6_k <210 bytes>, q3_k <110 bytes>,
-    q2_k <84 bytes> likewise
+    q2_k <84 bytes>, iq4_nl <18 bytes> <32 values>, iq4_xs <136 bytes> <256 values> likewise
     act  <32 f32 bit patterns> <Q8_0 block, 34 bytes hex> activations and gguf's quantization
 Random blocks plus edge cases: zero and negative scales, subnormal and large f16 scales, extreme
 quants (0/15, 0/31 with every fifth bit set or clear, -128/127), all-zero and single-spike
@@ -156,6 +156,35 @@ def q2_k_blocks(rng: np.random.Generator) -> list[bytes]:
     return out
 
 
+def iq4_nl_blocks(rng: np.random.Generator) -> list[bytes]:
+    """IQ4_NL blocks written directly (the gguf package does not quantize them): random grid
+    indices, finite f16 d, and the extremes (every index 0 or 15)."""
+    out = []
+    scales = [0.0, -0.02, 6.0e-8, 60000.0, 1.0] + [float(rng.normal(0, 0.02)) for _ in range(40)]
+    for i, d in enumerate(scales):
+        if i % 7 == 1:
+            qs = np.full(16, 0xFF if i % 2 else 0x00, dtype=np.uint8)
+        else:
+            qs = rng.integers(0, 256, 16, dtype=np.uint8)
+        out.append(f16_bytes(d) + qs.tobytes())
+    return out
+
+
+def iq4_xs_blocks(rng: np.random.Generator) -> list[bytes]:
+    """IQ4_XS super-blocks written directly: random 6-bit scales (so every one from -32 to 31
+    can occur) and indices, finite f16 d, and the extremes (all bytes 0: scales -32, indices 0;
+    all 0xFF: scales 31, indices 15)."""
+    out = []
+    scales = [0.0, -0.01, 6.0e-8, 60000.0, 1.0] + [float(rng.normal(0, 0.001)) for _ in range(40)]
+    for i, d in enumerate(scales):
+        if i % 7 == 1:
+            body = np.full(134, 0xFF if i % 2 else 0x00, dtype=np.uint8)
+        else:
+            body = rng.integers(0, 256, 134, dtype=np.uint8)
+        out.append(f16_bytes(d) + body.tobytes())
+    return out
+
+
 def activations(rng: np.random.Generator) -> list[np.ndarray]:
     spike = np.zeros(32, dtype=np.float32)
     spike[5] = -3.0
@@ -195,6 +224,11 @@ def main() -> None:
     for b in q2_k_blocks(later):
         values = dequantize(np.frombuffer(b, dtype=np.uint8), T.Q2_K)
         lines.append(f"q2_k {b.hex()} {bits(values)}")
+    for name, qtype, blocks in (("iq4_nl", T.IQ4_NL, iq4_nl_blocks(later)),
+                                ("iq4_xs", T.IQ4_XS, iq4_xs_blocks(later))):
+        for b in blocks:
+            values = dequantize(np.frombuffer(b, dtype=np.uint8), qtype)
+            lines.append(f"{name} {b.hex()} {bits(values)}")
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text("\n".join(lines) + "\n")
     print(f"wrote {OUT} ({len(lines) - 1} blocks)")

@@ -1,7 +1,7 @@
 //! Model hyper-parameters read from GGUF metadata, checked against each other and against the
 //! tensors actually present, so the forward pass can index weights without further checks.
 
-use crate::gguf::{GgmlDType, GgufFile, TensorInfo};
+use crate::gguf::{GgufFile, TensorInfo, TensorType};
 use crate::{Error, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -254,7 +254,7 @@ fn expect_matrix(file: &GgufFile, name: &str, dims: &[usize]) -> Result<()> {
 fn expect_norm(file: &GgufFile, name: &str, n: usize) -> Result<()> {
     let t = require(file, name)?;
     expect_shape(t, &[n])?;
-    if t.dtype != GgmlDType::F32 {
+    if t.dtype != TensorType::F32 {
         return Err(Error::model_load(format!(
             "tensor '{name}' has type {:?}, expected F32",
             t.dtype

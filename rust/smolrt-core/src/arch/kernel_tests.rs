@@ -4,6 +4,7 @@
 use half::f16;
 
 use super::act_blocks::{quantize_row_k_into, quantize_rows, ActBlock, QK, QK_K};
+use super::iq4::{Iq4NlMatrix, Iq4NlPanel, Iq4XsMatrix, Iq4XsPanel};
 use super::isa;
 use super::panels::{PanelBlock, PanelMatrix, PANEL};
 use super::q2_k::{Q2KMatrix, Q2KPanel};
@@ -97,6 +98,8 @@ fn dequantizers_match_gguf_bit_for_bit() {
     check_lanes::<Q5KPanel>("q5_k");
     check_lanes::<Q3KPanel>("q3_k");
     check_lanes::<Q2KPanel>("q2_k");
+    check_lanes::<Iq4NlPanel>("iq4_nl");
+    check_lanes::<Iq4XsPanel>("iq4_xs");
 }
 
 /// Packs fixture blocks into panels (padding included) and reads every row back.
@@ -304,6 +307,12 @@ fn q2_k_matmul_matches_gguf_dequantized_reference() {
     check_panel_matmul::<Q2KPanel>("q2_k", true);
 }
 
+#[test]
+fn iq4_matmuls_match_gguf_dequantized_reference() {
+    check_panel_matmul::<Iq4NlPanel>("iq4_nl", false);
+    check_panel_matmul::<Iq4XsPanel>("iq4_xs", false);
+}
+
 /// Every instruction set this CPU has gives the scalar kernel's bits, for every batch size the
 /// driver splits differently (kernel calls of 1..4 rows, several row tiles) and a padded panel.
 fn check_isas_agree<P: PanelBlock>(kind: &str) {
@@ -346,6 +355,8 @@ fn kernels_agree_bit_for_bit_across_instruction_sets() {
     check_isas_agree::<Q5KPanel>("q5_k");
     check_isas_agree::<Q3KPanel>("q3_k");
     check_isas_agree::<Q2KPanel>("q2_k");
+    check_isas_agree::<Iq4NlPanel>("iq4_nl");
+    check_isas_agree::<Iq4XsPanel>("iq4_xs");
 }
 
 #[test]
@@ -372,6 +383,10 @@ fn rejects_wrong_sizes() {
     assert!(Q3KMatrix::from_bytes(&mut WeightArena::new(), &[0; 110], 1, 256).is_ok());
     assert!(Q2KMatrix::from_bytes(&mut WeightArena::new(), &[0; 83], 1, 256).is_err());
     assert!(Q2KMatrix::from_bytes(&mut WeightArena::new(), &[0; 84], 1, 256).is_ok());
+    assert!(Iq4NlMatrix::from_bytes(&mut WeightArena::new(), &[0; 17], 1, 32).is_err());
+    assert!(Iq4NlMatrix::from_bytes(&mut WeightArena::new(), &[0; 18], 1, 32).is_ok());
+    assert!(Iq4XsMatrix::from_bytes(&mut WeightArena::new(), &[0; 135], 1, 256).is_err());
+    assert!(Iq4XsMatrix::from_bytes(&mut WeightArena::new(), &[0; 136], 1, 256).is_ok());
 }
 
 /// ggml's quantize_row_q8_K: the largest magnitude at −127, a shared f32 scale per 256 values.

@@ -7,10 +7,11 @@
 
 use std::sync::Arc;
 
-use candle_core::quantized::{ggml_file::qtensor_from_ggml, GgmlDType, QTensor};
+use candle_core::quantized::{ggml_file::qtensor_from_ggml, QTensor};
 use candle_core::{CpuStorage, CustomOp1, Device, Layout};
 
 use super::embedding::Table;
+use super::iq4::{Iq4NlMatrix, Iq4XsMatrix};
 use super::isa::isa;
 use super::matmul_io::{Input, Output};
 use super::q2_k::Q2KMatrix;
@@ -23,7 +24,7 @@ use super::q5_k::Q5KMatrix;
 use super::q6_k::Q6KMatrix;
 use super::q8_0::Q8_0Matrix;
 use super::weight_arena::WeightArena;
-use crate::gguf::GgufFile;
+use crate::gguf::{GgufFile, TensorType};
 use crate::{Error, Result};
 
 /// One matrix of a [`Linear`], `n_out` rows of `n_in` values.
@@ -35,9 +36,12 @@ struct Part {
 /// Who multiplies: ours for the types we have kernels for (candle leaves Q4_1, Q5_0 and Q5_1
 /// scalar, its Q4_0 ran at 0.29x llama.cpp's prefill and its Q4_K at 0.79x its decode, and its
 /// Q8_0 path is noisier than ggml's; its Q5_K prefilled at 0.52x, its Q3_K at 0.68x and its
-/// Q2_K at 0.70x), candle's for the rest (the float types, and any other block type).
+/// Q2_K at 0.70x; it has no IQ4 types at all), candle's for the rest (the float types).
 enum Kernel {
     Candle(Arc<QTensor>),
+    /// Shared, like Q8_0: a tied IQ4 embedding table.
+    Iq4Nl(Arc<Iq4NlMatrix>),
+    Iq4Xs(Arc<Iq4XsMatrix>),
     Q2K(Q2KMatrix),
     Q3K(Q3KMatrix),
     Q4_0(Q4_0Matrix),
@@ -70,6 +74,8 @@ impl Kernel {
                 let x = input.materialize(rows, n_in).into_owned();
                 output.rows(candle_matmul(w, x, rows, n_in)?, n_out, out);
             }
+            Kernel::Iq4Nl(w) => w.matmul_into(isa(), input, rows, out, output),
+            Kernel::Iq4Xs(w) => w.matmul_into(isa(), input, rows, out, output),
             Kernel::Q2K(w) => w.matmul_into(isa(), input, rows, out, output),
             Kernel::Q3K(w) => w.matmul_into(isa(), input, rows, out, output),
             Kernel::Q4_0(w) => w.matmul_into(isa(), input, rows, out, output),
@@ -100,6 +106,8 @@ impl Linear {
         let (weight, n_out, n_in) = match table {
             Table::Q8_0(m) => (Kernel::Q8_0(Arc::clone(m)), m.n_out(), m.n_in()),
             Table::Q6K(m) => (Kernel::Q6K(Arc::clone(m)), m.n_out(), m.n_in()),
+            Table::Iq4Nl(m) => (Kernel::Iq4Nl(Arc::clone(m)), m.n_out(), m.n_in()),
+            Table::Iq4Xs(m) => (Kernel::Iq4Xs(Arc::clone(m)), m.n_out(), m.n_in()),
             Table::Candle(t) => {
                 let (n_out, n_in) = t
                     .shape()
@@ -140,7 +148,7 @@ impl Linear {
         let dtype = infos.first().map(|i| i.dtype);
         let fusable = parts.len() > 1
             && infos.iter().all(|i| Some(i.dtype) == dtype)
-            && dtype.is_some_and(is_block_quantized);
+            && dtype.is_some_and(TensorType::is_block_quantized);
         let parts = match dtype {
             Some(dtype) if fusable => {
                 let datas: Vec<&[u8]> = infos.iter().map(|i| file.tensor_data(i)).collect();
@@ -236,52 +244,57 @@ fn candle_matmul(weight: &QTensor, x: Vec<f32>, rows: usize, n_in: usize) -> Res
 /// Our kernel for `dtype`, when we have one.
 fn ours(
     arena: &mut WeightArena,
-    dtype: GgmlDType,
+    dtype: TensorType,
     data: &[u8],
     n_out: usize,
     n_in: usize,
 ) -> Result<Option<Kernel>> {
     Ok(match dtype {
-        GgmlDType::Q2K => Some(Kernel::Q2K(Q2KMatrix::from_bytes(
-            arena, data, n_out, n_in,
-        )?)),
-        GgmlDType::Q3K => Some(Kernel::Q3K(Q3KMatrix::from_bytes(
-            arena, data, n_out, n_in,
-        )?)),
-        GgmlDType::Q4_0 => Some(Kernel::Q4_0(Q4_0Matrix::from_bytes(
-            arena, data, n_out, n_in,
-        )?)),
-        GgmlDType::Q4_1 => Some(Kernel::Q4_1(Q4_1Matrix::from_bytes(
-            arena, data, n_out, n_in,
-        )?)),
-        GgmlDType::Q4K => Some(Kernel::Q4K(Q4KMatrix::from_bytes(
-            arena, data, n_out, n_in,
-        )?)),
-        GgmlDType::Q5K => Some(Kernel::Q5K(Q5KMatrix::from_bytes(
-            arena, data, n_out, n_in,
-        )?)),
-        GgmlDType::Q6K => Some(Kernel::Q6K(Arc::new(Q6KMatrix::from_bytes(
+        TensorType::IQ4_NL => Some(Kernel::Iq4Nl(Arc::new(Iq4NlMatrix::from_bytes(
             arena, data, n_out, n_in,
         )?))),
-        GgmlDType::Q5_0 => Some(Kernel::Q5_0(Q5_0Matrix::from_bytes(
+        TensorType::IQ4_XS => Some(Kernel::Iq4Xs(Arc::new(Iq4XsMatrix::from_bytes(
+            arena, data, n_out, n_in,
+        )?))),
+        TensorType::Q2K => Some(Kernel::Q2K(Q2KMatrix::from_bytes(
             arena, data, n_out, n_in,
         )?)),
-        GgmlDType::Q5_1 => Some(Kernel::Q5_1(Q5_1Matrix::from_bytes(
+        TensorType::Q3K => Some(Kernel::Q3K(Q3KMatrix::from_bytes(
             arena, data, n_out, n_in,
         )?)),
-        GgmlDType::Q8_0 => Some(Kernel::Q8_0(Arc::new(Q8_0Matrix::from_bytes(
+        TensorType::Q4_0 => Some(Kernel::Q4_0(Q4_0Matrix::from_bytes(
+            arena, data, n_out, n_in,
+        )?)),
+        TensorType::Q4_1 => Some(Kernel::Q4_1(Q4_1Matrix::from_bytes(
+            arena, data, n_out, n_in,
+        )?)),
+        TensorType::Q4K => Some(Kernel::Q4K(Q4KMatrix::from_bytes(
+            arena, data, n_out, n_in,
+        )?)),
+        TensorType::Q5K => Some(Kernel::Q5K(Q5KMatrix::from_bytes(
+            arena, data, n_out, n_in,
+        )?)),
+        TensorType::Q6K => Some(Kernel::Q6K(Arc::new(Q6KMatrix::from_bytes(
+            arena, data, n_out, n_in,
+        )?))),
+        TensorType::Q5_0 => Some(Kernel::Q5_0(Q5_0Matrix::from_bytes(
+            arena, data, n_out, n_in,
+        )?)),
+        TensorType::Q5_1 => Some(Kernel::Q5_1(Q5_1Matrix::from_bytes(
+            arena, data, n_out, n_in,
+        )?)),
+        TensorType::Q8_0 => Some(Kernel::Q8_0(Arc::new(Q8_0Matrix::from_bytes(
             arena, data, n_out, n_in,
         )?))),
         _ => None,
     })
 }
 
-fn is_block_quantized(dtype: GgmlDType) -> bool {
-    !matches!(dtype, GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16)
-}
-
 /// Builds one `[n_out, n_in]` matrix from row-major quantized matrices of the same type.
-fn stack_rows(dtype: GgmlDType, datas: &[&[u8]], n_out: usize, n_in: usize) -> Result<QTensor> {
+fn stack_rows(dtype: TensorType, datas: &[&[u8]], n_out: usize, n_in: usize) -> Result<QTensor> {
+    let Some(candle_type) = dtype.candle() else {
+        return Err(Error::internal(format!("{dtype:?} has no candle matmul")));
+    };
     let block = dtype.block_size();
     if block == 0 || !n_in.is_multiple_of(block) {
         return Err(Error::model_load(format!(
@@ -309,7 +322,7 @@ fn stack_rows(dtype: GgmlDType, datas: &[&[u8]], n_out: usize, n_in: usize) -> R
         at += d.len();
     }
     qtensor_from_ggml(
-        dtype,
+        candle_type,
         &buf[start..start + bytes],
         vec![n_out, n_in],
         &Device::Cpu,

@@ -13,6 +13,7 @@ mod attention_chunks;
 mod attention_hints;
 mod embedding;
 pub(crate) mod huge_pages;
+mod iq4;
 mod isa;
 mod lanes;
 mod lanes512;

@@ -1,4 +1,5 @@
-//! What the 4- and 5-bit panel types without a kernel of their own share (Q4_0, Q5_0, Q5_1):
+//! What the 4- and 5-bit panel types without a kernel of their own share (Q4_0, Q5_0, Q5_1,
+//! IQ4_NL):
 //! the layout of their quants in a panel, reading one back, and the portable dot product the
 //! SIMD kernels (`nibbles_simd`) reproduce bit for bit. Q4_1, the default model's type, keeps
 //! its own hand-tuned kernels (`q4_1_simd`).
@@ -14,10 +15,30 @@ use half::f16;
 use super::act_blocks::{ActBlock, QK};
 use super::panels::PANEL;
 
-/// A panel of 4- or 5-bit quants. `value = d · (q − OFFSET)`, or with a min `value = d · q + m`.
+/// ggml's IQ4 grid (`kvalues_iq4nl`): the value, in units of the block scale, that each 4-bit
+/// index of IQ4_NL and IQ4_XS stands for. Spaced closer near zero, where weights cluster.
+pub(crate) const IQ4_GRID: [i8; 16] = [
+    -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113,
+];
+
+/// Quant `q`'s level: its grid value for a type on the IQ4 grid, else `q` itself.
+#[inline(always)]
+pub(super) fn level(q: i32, grid: bool) -> i32 {
+    if grid {
+        i32::from(IQ4_GRID[q as usize])
+    } else {
+        q
+    }
+}
+
+/// A panel of 4- or 5-bit quants. `value = d · (q − OFFSET)`, with a min `value = d · q + m`,
+/// or on the IQ4 grid `value = d · IQ4_GRID[q]`.
 pub(crate) trait NibblePanel {
-    /// Subtracted from every quant (8 for 4 bits, 16 for 5); 0 for the types with a min.
+    /// Subtracted from every quant (8 for 4 bits, 16 for 5); 0 for the types with a min or a
+    /// grid.
     const OFFSET: i32;
+    /// Whether the quants index `IQ4_GRID`.
+    const GRID: bool = false;
     fn qs(&self) -> &[u8; 4 * 64];
     /// The fifth bits, for a 5-bit type.
     fn qh(&self) -> Option<&[u64; 8]>;
@@ -49,7 +70,7 @@ pub(super) fn pack_fifth_bits(qh: &mut [u64; 8], rows: [u32; PANEL]) {
     }
 }
 
-/// Quant `j` (0..32) of row `c`, fifth bit included.
+/// Level `j` (0..32) of row `c`: the quant, fifth bit included, or its grid value.
 #[inline(always)]
 fn quant<P: NibblePanel>(p: &P, c: usize, j: usize) -> i32 {
     let (k, b) = ((j % 16) / 4, j % 4);
@@ -59,11 +80,11 @@ fn quant<P: NibblePanel>(p: &P, c: usize, j: usize) -> i32 {
         let mask = qh[if j < 16 { k } else { 4 + k }];
         ((mask >> (4 * c + b)) & 1) as u8
     });
-    i32::from(low | high << 4)
+    level(i32::from(low | high << 4), P::GRID)
 }
 
-/// The 32 values row `c` holds, as the gguf package dequantizes them (`d · (q − offset)`, or
-/// `d · q + m` unfused).
+/// The 32 values row `c` holds, as the gguf package dequantizes them (`d · (q − offset)`,
+/// `d · q + m` unfused, or `d · grid[q]`).
 pub(super) fn dequantize_lane<P: NibblePanel>(p: &P, c: usize) -> [f32; QK] {
     let d = p.d()[c].to_f32();
     std::array::from_fn(|j| {
@@ -75,7 +96,8 @@ pub(super) fn dequantize_lane<P: NibblePanel>(p: &P, c: usize) -> [f32; QK] {
     })
 }
 
-/// Per block and lane: the exact integer `Σ (q_w − offset)·q_a`, then
+/// Per block and lane: the exact integer `Σ (q_w − offset)·q_a` (the grid value for `q_w` on
+/// the IQ4 grid), then
 /// `acc = f32(sum) · (d_w·d_a) + acc`, and with a min `acc = m_w · s_a + acc`, all fused
 /// multiply-adds, in that order: what ggml computes per block, and what the SIMD kernels do.
 pub(super) fn dot_scalar<P: NibblePanel, const R: usize>(

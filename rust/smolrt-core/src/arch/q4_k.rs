@@ -15,7 +15,7 @@
 use half::f16;
 
 use super::act_blocks::{quantize_row_k_into, ActBlock, QK, QK_K};
-use super::nibbles::pack_nibbles;
+use super::nibbles::{level, pack_nibbles};
 use super::panels::{forward_kernels, PanelBlock, PanelMatrix, PANEL};
 
 pub(crate) type Q4KMatrix = PanelMatrix<Q4KPanel>;
@@ -26,17 +26,21 @@ pub(super) const SUB: usize = QK_K / QK;
 /// GGUF's block: d, dmin (f16), 12 bytes of packed 6-bit scales and mins, 128 bytes of nibbles.
 pub(crate) const BLOCK_BYTES: usize = 144;
 
-/// A super-block panel with 6-bit scales and mins (Q4_K, Q5_K): block `j`'s nibbles at
-/// `qs()[256j..]` as `nibbles` lays them out, its fifth bits (5-bit types) at `qh()[8j..8j + 8]`
-/// as `nibbles::pack_fifth_bits` writes them, its scales and mins per row at `sc()[16j + c]`,
-/// `m()[16j + c]`.
+/// A super-block panel with a 6-bit scale per block (Q4_K, Q5_K, IQ4_XS) and for the K-quants
+/// a 6-bit min: block `j`'s nibbles at `qs()[256j..]` as `nibbles` lays them out, its fifth bits
+/// (5-bit types) at `qh()[8j..8j + 8]` as `nibbles::pack_fifth_bits` writes them, its scales per
+/// row at `sc()[16j + c]` (IQ4_XS's signed, as i8), its mins at `mins().0[16j + c]`.
 pub(crate) trait ScaleMinPanel {
+    /// Whether the quants index `nibbles::IQ4_GRID` (IQ4_XS).
+    const GRID: bool = false;
+    /// Whether the scale bytes are i8 (IQ4_XS's −32..=31) rather than u8.
+    const SIGNED_SCALES: bool = false;
     fn qs(&self) -> &[u8; SUB * 256];
     fn qh(&self) -> Option<&[u64; SUB * 8]>;
     fn sc(&self) -> &[u8; SUB * PANEL];
-    fn m(&self) -> &[u8; SUB * PANEL];
     fn d(&self) -> &[f16; PANEL];
-    fn dmin(&self) -> &[f16; PANEL];
+    /// The mins and their scale `dmin`, for the K-quants.
+    fn mins(&self) -> Option<(&[u8; SUB * PANEL], &[f16; PANEL])>;
 }
 
 /// Super-block `i` of 16 Q4_K rows (see `ScaleMinPanel`).
@@ -60,14 +64,11 @@ impl ScaleMinPanel for Q4KPanel {
     fn sc(&self) -> &[u8; SUB * PANEL] {
         &self.sc
     }
-    fn m(&self) -> &[u8; SUB * PANEL] {
-        &self.m
-    }
     fn d(&self) -> &[f16; PANEL] {
         &self.d
     }
-    fn dmin(&self) -> &[f16; PANEL] {
-        &self.dmin
+    fn mins(&self) -> Option<(&[u8; SUB * PANEL], &[f16; PANEL])> {
+        Some((&self.m, &self.dmin))
     }
 }
 
@@ -115,17 +116,23 @@ pub(super) fn pack_scale_min(
     }
 }
 
-/// Block `j`'s scale and min of row `c`, in f32: `d · sc` and `dmin · m`.
+/// Block `j`'s scale and min of row `c`, in f32: `d · sc` and `dmin · m` (no min on the grid).
 #[inline(always)]
-fn scales<P: ScaleMinPanel>(p: &P, c: usize, j: usize) -> (f32, f32) {
+fn scales<P: ScaleMinPanel>(p: &P, c: usize, j: usize) -> (f32, Option<f32>) {
     let at = PANEL * j + c;
-    (
-        p.d()[c].to_f32() * f32::from(p.sc()[at]),
-        p.dmin()[c].to_f32() * f32::from(p.m()[at]),
-    )
+    let sc = p.sc()[at];
+    let sc = if P::SIGNED_SCALES {
+        f32::from(sc as i8)
+    } else {
+        f32::from(sc)
+    };
+    let min = p
+        .mins()
+        .map(|(m, dmin)| dmin[c].to_f32() * f32::from(m[at]));
+    (p.d()[c].to_f32() * sc, min)
 }
 
-/// Quant `v` (0..32) of block `j`, row `c`, fifth bit included.
+/// Level `v` (0..32) of block `j`, row `c`: the quant, fifth bit included, or its grid value.
 #[inline(always)]
 fn quant<P: ScaleMinPanel>(p: &P, c: usize, j: usize, v: usize) -> i32 {
     let (k, b) = ((v % 16) / 4, v % 4);
@@ -135,13 +142,17 @@ fn quant<P: ScaleMinPanel>(p: &P, c: usize, j: usize, v: usize) -> i32 {
         let mask = qh[8 * j + if v < 16 { k } else { 4 + k }];
         ((mask >> (4 * c + b)) & 1) as u8
     });
-    i32::from(low | high << 4)
+    level(i32::from(low | high << 4), P::GRID)
 }
 
-/// As the gguf package dequantizes: `(d · sc) · q − (dmin · m)`, unfused.
+/// As the gguf package dequantizes: `(d · sc) · q − (dmin · m)` unfused, or on the grid
+/// `(d · sc) · grid[q]`.
 pub(super) fn dequantize_lane<P: ScaleMinPanel>(p: &P, c: usize, block: usize) -> [f32; QK] {
     let (d, m) = scales(p, c, block);
-    std::array::from_fn(|v| d * quant(p, c, block, v) as f32 - m)
+    std::array::from_fn(|v| {
+        let scaled = d * quant(p, c, block, v) as f32;
+        m.map_or(scaled, |m| scaled - m)
+    })
 }
 
 impl PanelBlock for Q4KPanel {
@@ -172,9 +183,9 @@ impl PanelBlock for Q4KPanel {
     forward_kernels!(dot_scalar, q4_k_simd);
 }
 
-/// Per 32-value block and lane: the exact integer `Σ q_w·q_a`, then
-/// `acc = f32(sum) · ((d·sc)·d_a) + acc` and `acc = −(dmin·m) · s_a + acc`, fused multiply-adds,
-/// in that order; the SIMD kernels do exactly this per lane.
+/// Per 32-value block and lane: the exact integer `Σ q_w·q_a` (the grid value for `q_w` on the
+/// grid), then `acc = f32(sum) · ((d·sc)·d_a) + acc` and, with mins, `acc = −(dmin·m) · s_a +
+/// acc`, fused multiply-adds, in that order; the SIMD kernels do exactly this per lane.
 pub(super) fn dot_scalar<P: ScaleMinPanel, const R: usize>(
     panels: &[P],
     acts: [&[ActBlock]; R],
@@ -190,7 +201,9 @@ pub(super) fn dot_scalar<P: ScaleMinPanel, const R: usize>(
                         .sum();
                     let (d, m) = scales(p, c, j);
                     *acc = (isum as f32).mul_add(d * a.d, *acc);
-                    *acc = (-m).mul_add(a.s, *acc);
+                    if let Some(m) = m {
+                        *acc = (-m).mul_add(a.s, *acc);
+                    }
                 }
             }
         }

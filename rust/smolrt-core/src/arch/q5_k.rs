@@ -37,14 +37,11 @@ impl ScaleMinPanel for Q5KPanel {
     fn sc(&self) -> &[u8; SUB * PANEL] {
         &self.sc
     }
-    fn m(&self) -> &[u8; SUB * PANEL] {
-        &self.m
-    }
     fn d(&self) -> &[f16; PANEL] {
         &self.d
     }
-    fn dmin(&self) -> &[f16; PANEL] {
-        &self.dmin
+    fn mins(&self) -> Option<(&[u8; SUB * PANEL], &[f16; PANEL])> {
+        Some((&self.m, &self.dmin))
     }
 }
 

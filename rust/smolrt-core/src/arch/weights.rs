@@ -6,12 +6,13 @@ use candle_core::Device;
 
 use super::act_blocks::QK_K;
 use super::embedding::{Embedding, Table};
+use super::iq4::{Iq4NlMatrix, Iq4XsMatrix};
 use super::linear::Linear;
 use super::q6_k::Q6KMatrix;
 use super::q8_0::Q8_0Matrix;
 use super::weight_arena::WeightArena;
 use crate::config::ModelConfig;
-use crate::gguf::{GgmlDType, GgufFile};
+use crate::gguf::{GgufFile, TensorType};
 use crate::{Error, Result};
 
 pub(crate) struct LayerWeights {
@@ -87,22 +88,29 @@ impl Weights {
     }
 }
 
-/// The token table, in our panels when it is Q8_0 or Q6_K (so the tied output projection runs
-/// on our kernel, and rows are read back from the same copy), else as a candle tensor.
+/// The token table, in our panels when it is Q8_0, Q6_K or an IQ4 type (so the tied output
+/// projection runs on our kernel, and rows are read back from the same copy), else as a candle
+/// tensor.
 fn embedding_table(arena: &mut WeightArena, file: &GgufFile) -> Result<Table> {
     let name = "token_embd.weight";
     let info = file
         .tensor_info(name)
         .ok_or_else(|| Error::model_load(format!("missing tensor {name}")))?;
     match (info.dtype, info.dims.as_slice()) {
-        (GgmlDType::Q8_0, &[n_in, n_out]) => Ok(Table::Q8_0(Arc::new(Q8_0Matrix::from_bytes(
+        (TensorType::Q8_0, &[n_in, n_out]) => Ok(Table::Q8_0(Arc::new(Q8_0Matrix::from_bytes(
             arena,
             file.tensor_data(info),
             n_out,
             n_in,
         )?))),
-        (GgmlDType::Q6K, &[n_in, n_out]) if n_in.is_multiple_of(QK_K) => Ok(Table::Q6K(Arc::new(
+        (TensorType::Q6K, &[n_in, n_out]) if n_in.is_multiple_of(QK_K) => Ok(Table::Q6K(Arc::new(
             Q6KMatrix::from_bytes(arena, file.tensor_data(info), n_out, n_in)?,
+        ))),
+        (TensorType::IQ4_NL, &[n_in, n_out]) => Ok(Table::Iq4Nl(Arc::new(
+            Iq4NlMatrix::from_bytes(arena, file.tensor_data(info), n_out, n_in)?,
+        ))),
+        (TensorType::IQ4_XS, &[n_in, n_out]) => Ok(Table::Iq4Xs(Arc::new(
+            Iq4XsMatrix::from_bytes(arena, file.tensor_data(info), n_out, n_in)?,
         ))),
         _ => Ok(Table::Candle(Arc::new(file.qtensor(name)?))),
     }

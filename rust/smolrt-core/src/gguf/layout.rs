@@ -73,13 +73,13 @@ fn check_no_overlap(tensors: &[TensorInfo]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::quantized::GgmlDType;
+    use crate::gguf::TensorType;
 
     fn t(name: &str, offset: usize, size: usize) -> TensorInfo {
         TensorInfo {
             name: name.into(),
             dims: vec![size / 4],
-            dtype: GgmlDType::F32,
+            dtype: TensorType::F32,
             offset,
             size_bytes: size,
         }

@@ -11,7 +11,7 @@ mod tensor;
 mod value;
 
 pub use candle_core::quantized::GgmlDType;
-pub use tensor::{dtype_id, TensorInfo};
+pub use tensor::{TensorInfo, TensorType};
 pub use value::MetadataValue;
 
 use crate::{Error, Result};
@@ -142,6 +142,12 @@ impl GgufFile {
         let info = self
             .tensor_info(name)
             .ok_or_else(|| Error::model_load(format!("tensor '{name}' is missing")))?;
+        let dtype = info.dtype.candle().ok_or_else(|| {
+            Error::model_load(format!(
+                "tensor '{name}' is {:?}, which only our matmul kernels read",
+                info.dtype
+            ))
+        })?;
         let data = self.tensor_data(info);
         if data.len() != info.size_bytes {
             return Err(Error::internal(format!(
@@ -158,7 +164,7 @@ impl GgufFile {
             aligned.as_slice()
         };
         let shape: Vec<usize> = info.dims.iter().rev().copied().collect();
-        candle_core::quantized::ggml_file::qtensor_from_ggml(info.dtype, data, shape, &Device::Cpu)
+        candle_core::quantized::ggml_file::qtensor_from_ggml(dtype, data, shape, &Device::Cpu)
             .map_err(|e| Error::model_load(format!("tensor '{name}' cannot be loaded: {e}")))
     }
 }

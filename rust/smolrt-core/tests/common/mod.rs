@@ -8,8 +8,8 @@
 
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
-use smolrt_core::gguf::dtype_id;
 pub use smolrt_core::gguf::MetadataValue;
+use smolrt_core::gguf::TensorType;
 use std::path::PathBuf;
 
 pub use MetadataValue as V;
@@ -103,7 +103,8 @@ impl GgufWriter {
     /// A tensor of `dtype` with ggml `dims` and its raw encoded bytes.
     pub fn tensor(self, name: &str, dims: &[usize], dtype: GgmlDType, data: Vec<u8>) -> Self {
         let dims = dims.iter().map(|&d| d as u64).collect();
-        self.tensor_raw(name, dims, dtype_id(dtype), data, None)
+        let id = TensorType::try_from(dtype).expect("a storage type").id();
+        self.tensor_raw(name, dims, id, data, None)
     }
 
     /// Anything goes: unknown type ids, zero or many dims, forged offsets.
