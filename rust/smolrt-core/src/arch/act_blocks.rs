@@ -2,9 +2,37 @@
 //! Q8_0 / Q8_1 activation blocks (it pairs Q4_1 weights with Q8_1, Q8_0 weights with Q8_0; the
 //! quantized values are the same, Q8_1 only adds the scaled sum that Q4_1's offset needs).
 
+use std::cell::RefCell;
+
 use half::f16;
 
 pub(crate) const QK: usize = 32;
+
+/// A block of 32 activation values in the form a weight type's kernels read: ggml's quantized
+/// blocks ([`ActBlock`]) for the integer types, plain f32 for the float ones.
+pub(crate) trait Activation: Copy + Default + Send + Sync + 'static {
+    /// One row (a multiple of 32 values) into `out`, one block per 32 values, the way the
+    /// block form's types pair with it by default.
+    fn quantize(row: &[f32], out: &mut [Self]);
+    /// Runs `f` on the calling thread's buffer of blocks, kept between matmuls: fresh
+    /// multi-megabyte buffers on every call cost page faults and kernel page zeroing (perf:
+    /// about 15% of a 512-token prefill). It holds the largest matmul's worth once one has run.
+    fn with_scratch<T>(f: impl FnOnce(&mut Vec<Self>) -> T) -> T;
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Vec<ActBlock>> = const { RefCell::new(Vec::new()) };
+}
+
+impl Activation for ActBlock {
+    fn quantize(row: &[f32], out: &mut [Self]) {
+        quantize_row_into(row, out)
+    }
+
+    fn with_scratch<T>(f: impl FnOnce(&mut Vec<Self>) -> T) -> T {
+        SCRATCH.with_borrow_mut(f)
+    }
+}
 
 /// value[j] ≈ d · qs[j]; `s` = d · Σ qs. Scales are rounded through f16 as ggml stores them,
 /// then kept as f32 for the hot loop. |qs| ≤ 127, never -128, which the i8 kernels rely on.

@@ -7,18 +7,21 @@ use std::sync::Arc;
 use candle_core::quantized::QTensor;
 use candle_core::{Device, Tensor};
 
+use super::halves::{Bf16Matrix, F16Matrix};
 use super::iq4::{Iq4NlMatrix, Iq4XsMatrix};
 use super::panels::{PanelBlock, PanelMatrix};
 use super::q6_k::Q6KMatrix;
 use super::q8_0::Q8_0Matrix;
 use crate::{Error, Result};
 
-/// The table in whichever form its type is kept: our Q8_0 or Q6_K panels, the IQ4 types' (which
-/// candle cannot read), or a candle tensor (whose `embedding` runs the type's `to_float` on
-/// each row's blocks).
+/// The table in whichever form its type is kept: our Q8_0, Q6_K, F16 or BF16 panels, the IQ4
+/// types' (which candle cannot read), or a candle tensor (whose `embedding` runs the type's
+/// `to_float` on each row's blocks).
 pub(crate) enum Table {
     Q8_0(Arc<Q8_0Matrix>),
     Q6K(Arc<Q6KMatrix>),
+    F16(Arc<F16Matrix>),
+    Bf16(Arc<Bf16Matrix>),
     Iq4Nl(Arc<Iq4NlMatrix>),
     Iq4Xs(Arc<Iq4XsMatrix>),
     Candle(Arc<QTensor>),
@@ -51,6 +54,8 @@ impl Embedding {
         let dims = match &table {
             Table::Q8_0(m) => vec![m.n_out(), m.n_in()],
             Table::Q6K(m) => vec![m.n_out(), m.n_in()],
+            Table::F16(m) => vec![m.n_out(), m.n_in()],
+            Table::Bf16(m) => vec![m.n_out(), m.n_in()],
             Table::Iq4Nl(m) => vec![m.n_out(), m.n_in()],
             Table::Iq4Xs(m) => vec![m.n_out(), m.n_in()],
             Table::Candle(t) => t.shape().dims().to_vec(),
@@ -89,6 +94,8 @@ impl Embedding {
         let table = match &self.table {
             Table::Q8_0(m) => return panel_rows(m, tokens, out, self.n_embd),
             Table::Q6K(m) => return panel_rows(m, tokens, out, self.n_embd),
+            Table::F16(m) => return panel_rows(m, tokens, out, self.n_embd),
+            Table::Bf16(m) => return panel_rows(m, tokens, out, self.n_embd),
             Table::Iq4Nl(m) => return panel_rows(m, tokens, out, self.n_embd),
             Table::Iq4Xs(m) => return panel_rows(m, tokens, out, self.n_embd),
             Table::Candle(t) => t,

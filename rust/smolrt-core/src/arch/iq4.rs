@@ -50,6 +50,7 @@ impl NibblePanel for Iq4NlPanel {
 
 impl PanelBlock for Iq4NlPanel {
     const NAME: &'static str = "IQ4_NL";
+    type Act = ActBlock;
     const BYTES: usize = NL_BLOCK_BYTES;
 
     fn pack(rows: [&[u8]; PANEL]) -> Self {
@@ -109,6 +110,7 @@ fn xs_scale(block: &[u8], j: usize) -> i8 {
 
 impl PanelBlock for Iq4XsPanel {
     const NAME: &'static str = "IQ4_XS";
+    type Act = ActBlock;
     const BLOCKS: usize = SUB;
     const BYTES: usize = XS_BLOCK_BYTES;
 

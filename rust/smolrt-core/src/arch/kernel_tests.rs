@@ -248,7 +248,7 @@ fn check_matmul(
     }
 }
 
-fn check_panel_matmul<P: PanelBlock>(kind: &str, has_min: bool) {
+fn check_panel_matmul<P: PanelBlock<Act = ActBlock>>(kind: &str, has_min: bool) {
     for isa in isa::available() {
         check_matmul(
             kind,

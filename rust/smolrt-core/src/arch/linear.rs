@@ -11,6 +11,7 @@ use candle_core::quantized::{ggml_file::qtensor_from_ggml, QTensor};
 use candle_core::{CpuStorage, CustomOp1, Device, Layout};
 
 use super::embedding::Table;
+use super::halves::{Bf16Matrix, F16Matrix};
 use super::iq4::{Iq4NlMatrix, Iq4XsMatrix};
 use super::isa::isa;
 use super::matmul_io::{Input, Output};
@@ -36,9 +37,13 @@ struct Part {
 /// Who multiplies: ours for the types we have kernels for (candle leaves Q4_1, Q5_0 and Q5_1
 /// scalar, its Q4_0 ran at 0.29x llama.cpp's prefill and its Q4_K at 0.79x its decode, and its
 /// Q8_0 path is noisier than ggml's; its Q5_K prefilled at 0.52x, its Q3_K at 0.68x and its
-/// Q2_K at 0.70x; it has no IQ4 types at all), candle's for the rest (the float types).
+/// Q2_K at 0.70x; it has no IQ4 types at all, and its F16 prefilled at 0.62x, its BF16 at
+/// 0.04x), candle's for the rest (F32).
 enum Kernel {
     Candle(Arc<QTensor>),
+    /// Shared, like Q8_0: a tied F16 or BF16 embedding table.
+    F16(Arc<F16Matrix>),
+    Bf16(Arc<Bf16Matrix>),
     /// Shared, like Q8_0: a tied IQ4 embedding table.
     Iq4Nl(Arc<Iq4NlMatrix>),
     Iq4Xs(Arc<Iq4XsMatrix>),
@@ -74,6 +79,8 @@ impl Kernel {
                 let x = input.materialize(rows, n_in).into_owned();
                 output.rows(candle_matmul(w, x, rows, n_in)?, n_out, out);
             }
+            Kernel::F16(w) => w.matmul_into(isa(), input, rows, out, output),
+            Kernel::Bf16(w) => w.matmul_into(isa(), input, rows, out, output),
             Kernel::Iq4Nl(w) => w.matmul_into(isa(), input, rows, out, output),
             Kernel::Iq4Xs(w) => w.matmul_into(isa(), input, rows, out, output),
             Kernel::Q2K(w) => w.matmul_into(isa(), input, rows, out, output),
@@ -106,6 +113,8 @@ impl Linear {
         let (weight, n_out, n_in) = match table {
             Table::Q8_0(m) => (Kernel::Q8_0(Arc::clone(m)), m.n_out(), m.n_in()),
             Table::Q6K(m) => (Kernel::Q6K(Arc::clone(m)), m.n_out(), m.n_in()),
+            Table::F16(m) => (Kernel::F16(Arc::clone(m)), m.n_out(), m.n_in()),
+            Table::Bf16(m) => (Kernel::Bf16(Arc::clone(m)), m.n_out(), m.n_in()),
             Table::Iq4Nl(m) => (Kernel::Iq4Nl(Arc::clone(m)), m.n_out(), m.n_in()),
             Table::Iq4Xs(m) => (Kernel::Iq4Xs(Arc::clone(m)), m.n_out(), m.n_in()),
             Table::Candle(t) => {
@@ -148,7 +157,7 @@ impl Linear {
         let dtype = infos.first().map(|i| i.dtype);
         let fusable = parts.len() > 1
             && infos.iter().all(|i| Some(i.dtype) == dtype)
-            && dtype.is_some_and(TensorType::is_block_quantized);
+            && dtype.is_some_and(|t| t != TensorType::F32);
         let parts = match dtype {
             Some(dtype) if fusable => {
                 let datas: Vec<&[u8]> = infos.iter().map(|i| file.tensor_data(i)).collect();
@@ -250,6 +259,12 @@ fn ours(
     n_in: usize,
 ) -> Result<Option<Kernel>> {
     Ok(match dtype {
+        TensorType::F16 => Some(Kernel::F16(Arc::new(F16Matrix::from_bytes(
+            arena, data, n_out, n_in,
+        )?))),
+        TensorType::BF16 => Some(Kernel::Bf16(Arc::new(Bf16Matrix::from_bytes(
+            arena, data, n_out, n_in,
+        )?))),
         TensorType::IQ4_NL => Some(Kernel::Iq4Nl(Arc::new(Iq4NlMatrix::from_bytes(
             arena, data, n_out, n_in,
         )?))),

@@ -12,6 +12,8 @@ mod attention;
 mod attention_chunks;
 mod attention_hints;
 mod embedding;
+mod halves;
+mod halves_simd;
 pub(crate) mod huge_pages;
 mod iq4;
 mod isa;

@@ -11,7 +11,7 @@
 
 use std::cell::RefCell;
 
-use super::act_blocks::{quantize_row_into, ActBlock, QK};
+use super::act_blocks::{Activation, QK};
 use super::isa::Isa;
 use super::matmul_io::{accumulate, store, Input, Output};
 use super::pool::{two_phases, SharedMut, Split};
@@ -28,26 +28,28 @@ pub(crate) trait PanelBlock: Copy + Send + Sync + 'static {
     const BLOCKS: usize = 1;
     /// Bytes of one row's block (super-block) as GGUF stores it.
     const BYTES: usize;
+    /// The activations' form: quantized blocks, or f32 for the float types.
+    type Act: Activation;
     /// Interleaves block `i` of 16 rows (each exactly `BYTES` long; padding rows are all zero
     /// bytes, which every supported type decodes to zeros).
     fn pack(rows: [&[u8]; PANEL]) -> Self;
     /// Quantizes one activation row the way ggml pairs with this type: Q8_0 / Q8_1 blocks of
-    /// 32 (the default), or Q8_K for the K-quants.
-    fn quantize_row(row: &[f32], out: &mut [ActBlock]) {
-        quantize_row_into(row, out)
+    /// 32 (the default for quantized blocks), or Q8_K for the K-quants.
+    fn quantize_row(row: &[f32], out: &mut [Self::Act]) {
+        Self::Act::quantize(row, out)
     }
     /// The 32 values row `c` (lane `c`) holds in this panel's 32-value block `block`, in f32.
     fn dequantize_lane(&self, c: usize, block: usize) -> [f32; QK];
     /// `out[r][c]` = row `c` of the panels · activation row `r` (`BLOCKS` activation blocks per
     /// panel), in portable Rust: the reference the SIMD kernels reproduce bit for bit.
-    fn dot_scalar<const R: usize>(panels: &[Self], acts: [&[ActBlock]; R]) -> [[f32; PANEL]; R];
+    fn dot_scalar<const R: usize>(panels: &[Self], acts: [&[Self::Act]; R]) -> [[f32; PANEL]; R];
     /// `dot_scalar` in AVX2, hinting in the panel `ahead` places past each one it reads (0: no
     /// hints). Safety: the CPU has AVX2, FMA and F16C; every
     /// activation row holds one block per panel.
     #[cfg(target_arch = "x86_64")]
     unsafe fn dot_avx2<const R: usize>(
         panels: &[Self],
-        acts: [&[ActBlock]; R],
+        acts: [&[Self::Act]; R],
         ahead: usize,
     ) -> [[f32; PANEL]; R];
     /// `dot_scalar` in AVX-512 VNNI, hints as `dot_avx2`. Safety: the CPU has it; row
@@ -55,7 +57,7 @@ pub(crate) trait PanelBlock: Copy + Send + Sync + 'static {
     #[cfg(target_arch = "x86_64")]
     unsafe fn dot_avx512<const R: usize>(
         panels: &[Self],
-        acts: [&[ActBlock]; R],
+        acts: [&[Self::Act]; R],
         ahead: usize,
     ) -> [[f32; PANEL]; R];
 
@@ -65,7 +67,7 @@ pub(crate) trait PanelBlock: Copy + Send + Sync + 'static {
     fn dot<const R: usize>(
         isa: Isa,
         panels: &[Self],
-        acts: [&[ActBlock]; R],
+        acts: [&[Self::Act]; R],
         ahead: usize,
     ) -> [[f32; PANEL]; R] {
         assert!(
@@ -117,10 +119,6 @@ macro_rules! forward_kernels {
 pub(super) use forward_kernels;
 
 thread_local! {
-    /// The calling thread's quantized activations, kept between matmuls: fresh multi-megabyte
-    /// buffers on every call cost page faults and kernel page zeroing (perf: about 15% of a
-    /// 512-token prefill). It holds the largest matmul's worth once one has run.
-    static SCRATCH: RefCell<Vec<ActBlock>> = const { RefCell::new(Vec::new()) };
     /// The calling thread's activation row, for inputs computed on the way in (norm, SwiGLU).
     static ROW: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
@@ -252,9 +250,9 @@ impl<P: PanelBlock> PanelMatrix<P> {
             input.stored_len() >= rows * self.n_in,
             "activation shorter than rows x n_in"
         );
-        SCRATCH.with_borrow_mut(|acts| {
+        P::Act::with_scratch(|acts| {
             // Every block is written in the first phase before any is read.
-            acts.resize(rows * bpr, ActBlock::default());
+            acts.resize(rows * bpr, P::Act::default());
             let groups = self.n_out.div_ceil(PANEL);
             let row_items = rows.div_ceil(ROWS_PER_ITEM);
             let (acts, outs) = (SharedMut::new(acts), SharedMut::new(out));
@@ -298,7 +296,7 @@ impl<P: PanelBlock> PanelMatrix<P> {
     fn tile(
         &self,
         isa: Isa,
-        acts: &[ActBlock],
+        acts: &[P::Act],
         r0: usize,
         tile_rows: usize,
         g: usize,

@@ -58,6 +58,7 @@ impl HalfScaledPanel for Q2KPanel {
 
 impl PanelBlock for Q2KPanel {
     const NAME: &'static str = "Q2_K";
+    type Act = ActBlock;
     const BLOCKS: usize = SUB;
     const BYTES: usize = BLOCK_BYTES;
 

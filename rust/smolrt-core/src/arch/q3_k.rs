@@ -116,6 +116,7 @@ impl HalfScaledPanel for Q3KPanel {
 
 impl PanelBlock for Q3KPanel {
     const NAME: &'static str = "Q3_K";
+    type Act = ActBlock;
     const BLOCKS: usize = SUB;
     const BYTES: usize = BLOCK_BYTES;
 

@@ -43,6 +43,7 @@ impl NibblePanel for Q4_0Panel {
 
 impl PanelBlock for Q4_0Panel {
     const NAME: &'static str = "Q4_0";
+    type Act = ActBlock;
     const BYTES: usize = BLOCK_BYTES;
 
     fn pack(rows: [&[u8]; PANEL]) -> Self {

@@ -40,6 +40,7 @@ pub(crate) fn dequantize_block(b: &[u8; BLOCK_BYTES]) -> [f32; QK] {
 
 impl PanelBlock for Q4_1Panel {
     const NAME: &'static str = "Q4_1";
+    type Act = ActBlock;
     const BYTES: usize = BLOCK_BYTES;
 
     fn pack(rows: [&[u8]; PANEL]) -> Self {

@@ -157,6 +157,7 @@ pub(super) fn dequantize_lane<P: ScaleMinPanel>(p: &P, c: usize, block: usize) -
 
 impl PanelBlock for Q4KPanel {
     const NAME: &'static str = "Q4_K";
+    type Act = ActBlock;
     const BLOCKS: usize = SUB;
     const BYTES: usize = BLOCK_BYTES;
 

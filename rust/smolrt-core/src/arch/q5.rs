@@ -81,6 +81,7 @@ impl NibblePanel for Q5_1Panel {
 
 impl PanelBlock for Q5_0Panel {
     const NAME: &'static str = "Q5_0";
+    type Act = ActBlock;
     const BYTES: usize = Q5_0_BYTES;
 
     fn pack(rows: [&[u8]; PANEL]) -> Self {
@@ -99,6 +100,7 @@ impl PanelBlock for Q5_0Panel {
 
 impl PanelBlock for Q5_1Panel {
     const NAME: &'static str = "Q5_1";
+    type Act = ActBlock;
     const BYTES: usize = Q5_1_BYTES;
 
     fn pack(rows: [&[u8]; PANEL]) -> Self {

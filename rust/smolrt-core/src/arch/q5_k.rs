@@ -47,6 +47,7 @@ impl ScaleMinPanel for Q5KPanel {
 
 impl PanelBlock for Q5KPanel {
     const NAME: &'static str = "Q5_K";
+    type Act = ActBlock;
     const BLOCKS: usize = SUB;
     const BYTES: usize = BLOCK_BYTES;
 

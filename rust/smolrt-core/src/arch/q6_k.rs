@@ -120,6 +120,7 @@ pub(super) fn dequantize_lane<P: HalfScaledPanel>(p: &P, c: usize, block: usize)
 
 impl PanelBlock for Q6KPanel {
     const NAME: &'static str = "Q6_K";
+    type Act = ActBlock;
     const BLOCKS: usize = SUB;
     const BYTES: usize = BLOCK_BYTES;
 

@@ -25,6 +25,7 @@ pub(crate) struct Q8_0Panel {
 
 impl PanelBlock for Q8_0Panel {
     const NAME: &'static str = "Q8_0";
+    type Act = ActBlock;
     const BYTES: usize = BLOCK_BYTES;
 
     fn pack(rows: [&[u8]; PANEL]) -> Self {

@@ -6,6 +6,7 @@ use candle_core::Device;
 
 use super::act_blocks::QK_K;
 use super::embedding::{Embedding, Table};
+use super::halves::{Bf16Matrix, F16Matrix};
 use super::iq4::{Iq4NlMatrix, Iq4XsMatrix};
 use super::linear::Linear;
 use super::q6_k::Q6KMatrix;
@@ -88,9 +89,9 @@ impl Weights {
     }
 }
 
-/// The token table, in our panels when it is Q8_0, Q6_K or an IQ4 type (so the tied output
-/// projection runs on our kernel, and rows are read back from the same copy), else as a candle
-/// tensor.
+/// The token table, in our panels when it is Q8_0, Q6_K, F16, BF16 or an IQ4 type (so the tied
+/// output projection runs on our kernel, and rows are read back from the same copy), else as a
+/// candle tensor.
 fn embedding_table(arena: &mut WeightArena, file: &GgufFile) -> Result<Table> {
     let name = "token_embd.weight";
     let info = file
@@ -106,6 +107,18 @@ fn embedding_table(arena: &mut WeightArena, file: &GgufFile) -> Result<Table> {
         (TensorType::Q6K, &[n_in, n_out]) if n_in.is_multiple_of(QK_K) => Ok(Table::Q6K(Arc::new(
             Q6KMatrix::from_bytes(arena, file.tensor_data(info), n_out, n_in)?,
         ))),
+        (TensorType::F16, &[n_in, n_out]) => Ok(Table::F16(Arc::new(F16Matrix::from_bytes(
+            arena,
+            file.tensor_data(info),
+            n_out,
+            n_in,
+        )?))),
+        (TensorType::BF16, &[n_in, n_out]) => Ok(Table::Bf16(Arc::new(Bf16Matrix::from_bytes(
+            arena,
+            file.tensor_data(info),
+            n_out,
+            n_in,
+        )?))),
         (TensorType::IQ4_NL, &[n_in, n_out]) => Ok(Table::Iq4Nl(Arc::new(
             Iq4NlMatrix::from_bytes(arena, file.tensor_data(info), n_out, n_in)?,
         ))),

@@ -88,11 +88,6 @@ impl TensorType {
             TensorType::IQ4_NL | TensorType::IQ4_XS => return None,
         })
     }
-
-    /// Whether values come in quantized blocks (not one float each).
-    pub fn is_block_quantized(self) -> bool {
-        self.block_size() > 1
-    }
 }
 
 /// candle's types that model files use; Q8_1/Q8_K are candle-internal activation formats.
@@ -209,7 +204,10 @@ mod tests {
         assert!(e.message.contains("'w'") && e.message.contains("block size 32"));
         let e = byte_size("w", &[128, 2], TensorType::IQ4_XS).unwrap_err();
         assert!(e.message.contains("IQ4_XS") && e.message.contains("block size 256"));
-        assert_eq!(byte_size("w", &[256, 3], TensorType::IQ4_XS).unwrap(), 3 * 136);
+        assert_eq!(
+            byte_size("w", &[256, 3], TensorType::IQ4_XS).unwrap(),
+            3 * 136
+        );
         assert_eq!(byte_size("w", &[64], TensorType::IQ4_NL).unwrap(), 2 * 18);
         let e = byte_size("w", &[1 << 40, 1 << 40], TensorType::F32).unwrap_err();
         assert!(e.message.contains("overflow"), "{}", e.message);
