@@ -1,19 +1,13 @@
 //! Loading the llama-family tensors from a GGUF file into matmul-ready form.
 
-use std::sync::Arc;
-
 use candle_core::Device;
 
-use super::act_blocks::QK_K;
-use super::embedding::{Embedding, Table};
-use super::halves::{Bf16Matrix, F16Matrix};
-use super::iq4::{Iq4NlMatrix, Iq4XsMatrix};
+use super::embedding::Embedding;
 use super::linear::Linear;
-use super::q6_k::Q6KMatrix;
-use super::q8_0::Q8_0Matrix;
+use super::matrix::Matrix;
 use super::weight_arena::WeightArena;
 use crate::config::ModelConfig;
-use crate::gguf::{GgufFile, TensorType};
+use crate::gguf::GgufFile;
 use crate::{Error, Result};
 
 pub(crate) struct LayerWeights {
@@ -71,7 +65,7 @@ impl Weights {
             });
         }
         let output = if cfg.tied_embeddings {
-            Linear::tied(embedding.table())?
+            Linear::tied(embedding.table())
         } else {
             Linear::load(
                 arena,
@@ -89,43 +83,18 @@ impl Weights {
     }
 }
 
-/// The token table, in our panels when it is Q8_0, Q6_K, F16, BF16 or an IQ4 type (so the tied
-/// output projection runs on our kernel, and rows are read back from the same copy), else as a
-/// candle tensor.
-fn embedding_table(arena: &mut WeightArena, file: &GgufFile) -> Result<Table> {
+/// The token table in our panels, so the tied output projection multiplies the same copy the
+/// embedding rows are read from.
+fn embedding_table(arena: &mut WeightArena, file: &GgufFile) -> Result<Matrix> {
     let name = "token_embd.weight";
     let info = file
         .tensor_info(name)
         .ok_or_else(|| Error::model_load(format!("missing tensor {name}")))?;
-    match (info.dtype, info.dims.as_slice()) {
-        (TensorType::Q8_0, &[n_in, n_out]) => Ok(Table::Q8_0(Arc::new(Q8_0Matrix::from_bytes(
-            arena,
-            file.tensor_data(info),
-            n_out,
-            n_in,
-        )?))),
-        (TensorType::Q6K, &[n_in, n_out]) if n_in.is_multiple_of(QK_K) => Ok(Table::Q6K(Arc::new(
-            Q6KMatrix::from_bytes(arena, file.tensor_data(info), n_out, n_in)?,
+    match info.dims.as_slice() {
+        &[n_in, n_out] => Matrix::load(arena, info.dtype, file.tensor_data(info), n_out, n_in),
+        dims => Err(Error::model_load(format!(
+            "{name} has dims {dims:?}, expected a matrix"
         ))),
-        (TensorType::F16, &[n_in, n_out]) => Ok(Table::F16(Arc::new(F16Matrix::from_bytes(
-            arena,
-            file.tensor_data(info),
-            n_out,
-            n_in,
-        )?))),
-        (TensorType::BF16, &[n_in, n_out]) => Ok(Table::Bf16(Arc::new(Bf16Matrix::from_bytes(
-            arena,
-            file.tensor_data(info),
-            n_out,
-            n_in,
-        )?))),
-        (TensorType::IQ4_NL, &[n_in, n_out]) => Ok(Table::Iq4Nl(Arc::new(
-            Iq4NlMatrix::from_bytes(arena, file.tensor_data(info), n_out, n_in)?,
-        ))),
-        (TensorType::IQ4_XS, &[n_in, n_out]) => Ok(Table::Iq4Xs(Arc::new(
-            Iq4XsMatrix::from_bytes(arena, file.tensor_data(info), n_out, n_in)?,
-        ))),
-        _ => Ok(Table::Candle(Arc::new(file.qtensor(name)?))),
     }
 }
 
