@@ -31,7 +31,8 @@ from bench_engine import PROSE, bench_llama_cpp  # noqa: E402
 # llama.cpp's file types (enum llama_ftype)
 FTYPES = {
     "Q4_0": 2, "Q4_1": 3, "Q8_0": 7, "Q5_0": 8, "Q5_1": 9,
-    "Q2_K": 10, "Q3_K_M": 12, "Q4_K_M": 15, "Q5_K_M": 17, "Q6_K": 18, "IQ4_NL": 25, "IQ4_XS": 30, "F16": 1, "BF16": 32, "F32": 0,
+    "Q2_K": 10, "Q3_K_M": 12, "Q4_K_M": 15, "Q5_K_M": 17, "Q6_K": 18,
+    "IQ4_NL": 25, "IQ4_XS": 30, "F32": 0, "F16": 1, "BF16": 32,
 }
 OUT = Path(__file__).resolve().parent.parent / "models" / "quants"
 

@@ -126,6 +126,14 @@ def q6_k_blocks(rng: np.random.Generator) -> list[bytes]:
     return out
 
 
+def extreme_or_random(rng: np.random.Generator, i: int, size: int) -> bytes:
+    """`size` bytes for block `i`: every seventh block (from the second) all 0x00 or all 0xFF
+    in turn, the extremes of every field; the others random."""
+    if i % 7 == 1:
+        return np.full(size, 0xFF if i % 2 else 0x00, dtype=np.uint8).tobytes()
+    return rng.integers(0, 256, size, dtype=np.uint8).tobytes()
+
+
 def q3_k_blocks(rng: np.random.Generator) -> list[bytes]:
     """Q3_K super-blocks written directly: random high bits, low bit pairs and packed 6-bit
     scales (so every scale from -32 to 31 can occur), finite f16 d, and the extremes: every
@@ -133,11 +141,7 @@ def q3_k_blocks(rng: np.random.Generator) -> list[bytes]:
     out = []
     scales = [0.0, -0.01, 6.0e-8, 60000.0, 1.0] + [float(rng.normal(0, 0.002)) for _ in range(40)]
     for i, d in enumerate(scales):
-        if i % 7 == 1:
-            body = np.full(108, 0xFF if i % 2 else 0x00, dtype=np.uint8)
-        else:
-            body = rng.integers(0, 256, 108, dtype=np.uint8)
-        out.append(body.tobytes() + f16_bytes(d))
+        out.append(extreme_or_random(rng, i, 108) + f16_bytes(d))
     return out
 
 
@@ -148,11 +152,7 @@ def q2_k_blocks(rng: np.random.Generator) -> list[bytes]:
     scales = [(0.0, 0.0), (-0.02, 0.5), (6.0e-8, -6.0e-8), (60000.0, -60000.0), (1.0, 0.0)]
     scales += [(float(rng.normal(0, 0.002)), float(rng.normal(0, 0.01))) for _ in range(40)]
     for i, (d, dmin) in enumerate(scales):
-        if i % 7 == 1:
-            body = np.full(80, 0xFF if i % 2 else 0x00, dtype=np.uint8)
-        else:
-            body = rng.integers(0, 256, 80, dtype=np.uint8)
-        out.append(body.tobytes() + f16_bytes(d) + f16_bytes(dmin))
+        out.append(extreme_or_random(rng, i, 80) + f16_bytes(d) + f16_bytes(dmin))
     return out
 
 
@@ -162,11 +162,7 @@ def iq4_nl_blocks(rng: np.random.Generator) -> list[bytes]:
     out = []
     scales = [0.0, -0.02, 6.0e-8, 60000.0, 1.0] + [float(rng.normal(0, 0.02)) for _ in range(40)]
     for i, d in enumerate(scales):
-        if i % 7 == 1:
-            qs = np.full(16, 0xFF if i % 2 else 0x00, dtype=np.uint8)
-        else:
-            qs = rng.integers(0, 256, 16, dtype=np.uint8)
-        out.append(f16_bytes(d) + qs.tobytes())
+        out.append(f16_bytes(d) + extreme_or_random(rng, i, 16))
     return out
 
 
@@ -177,11 +173,7 @@ def iq4_xs_blocks(rng: np.random.Generator) -> list[bytes]:
     out = []
     scales = [0.0, -0.01, 6.0e-8, 60000.0, 1.0] + [float(rng.normal(0, 0.001)) for _ in range(40)]
     for i, d in enumerate(scales):
-        if i % 7 == 1:
-            body = np.full(134, 0xFF if i % 2 else 0x00, dtype=np.uint8)
-        else:
-            body = rng.integers(0, 256, 134, dtype=np.uint8)
-        out.append(f16_bytes(d) + body.tobytes())
+        out.append(f16_bytes(d) + extreme_or_random(rng, i, 134))
     return out
 
 

@@ -4,12 +4,12 @@
 use half::f16;
 
 use super::act_blocks::{quantize_row_k_into, quantize_rows, ActBlock, QK, QK_K};
-use super::iq4::{Iq4NlMatrix, Iq4NlPanel, Iq4XsMatrix, Iq4XsPanel};
+use super::iq4_xs::{Iq4XsMatrix, Iq4XsPanel};
 use super::isa;
 use super::panels::{PanelBlock, PanelMatrix, PANEL};
 use super::q2_k::{Q2KMatrix, Q2KPanel};
 use super::q3_k::{Q3KMatrix, Q3KPanel};
-use super::q4_0::{Q4_0Matrix, Q4_0Panel};
+use super::q4_0::{Iq4NlMatrix, Iq4NlPanel, Q4_0Matrix, Q4_0Panel};
 use super::q4_1::Q4_1Panel;
 use super::q4_1::{self, Q4_1Matrix};
 use super::q4_k::{Q4KMatrix, Q4KPanel};

@@ -6,12 +6,12 @@
 //! the panels, so a tied output projection and its embedding are one copy.
 
 use super::floats::{Bf16Matrix, F16Matrix, F32Matrix};
-use super::iq4::{Iq4NlMatrix, Iq4XsMatrix};
+use super::iq4_xs::Iq4XsMatrix;
 use super::isa::isa;
 use super::matmul_io::{Input, Output};
 use super::q2_k::Q2KMatrix;
 use super::q3_k::Q3KMatrix;
-use super::q4_0::Q4_0Matrix;
+use super::q4_0::{Iq4NlMatrix, Q4_0Matrix};
 use super::q4_1::Q4_1Matrix;
 use super::q4_k::Q4KMatrix;
 use super::q5::{Q5_0Matrix, Q5_1Matrix};

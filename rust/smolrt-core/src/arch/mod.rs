@@ -15,7 +15,7 @@ mod embedding;
 mod floats;
 mod floats_simd;
 pub(crate) mod huge_pages;
-mod iq4;
+mod iq4_xs;
 mod isa;
 mod lanes;
 mod lanes512;

@@ -1,69 +1,21 @@
-//! IQ4_NL and IQ4_XS weights: 4-bit indices into ggml's non-linear grid (`nibbles::IQ4_GRID`),
-//! `value = d · grid[q]`. IQ4_NL has an f16 scale per block of 32, as Q4_0; IQ4_XS puts eight
-//! such blocks in a super-block of 256 with one f16 `d` and a 6-bit scale per block
-//! (`value = d · (ls − 32) · grid[q]`), 4.25 bits a weight. llama.cpp writes IQ4_NL for the rows
-//! of an IQ4_XS file that are not a multiple of 256 long (all but ffn_down in SmolLM2-135M).
+//! IQ4_XS weights: 4-bit indices into ggml's non-linear grid (`nibbles::IQ4_GRID`) in
+//! super-blocks of 256 with one f16 `d` and a 6-bit scale per block of 32
+//! (`value = d · (ls − 32) · grid[q]`), 4.25 bits a weight. llama.cpp writes IQ4_NL (`q4_0`) for
+//! the rows of an IQ4_XS file that are not a multiple of 256 long (all but ffn_down in
+//! SmolLM2-135M).
 //!
-//! candle has no blocks for either. The panels run the kernels of the types they share a shape
-//! with, which look the quants up in the grid (`vpshufb`) before the integer dot product:
-//! IQ4_NL Q4_0's (`nibbles`, activations in Q8_0 blocks as ggml pairs them), IQ4_XS Q4_K's
-//! (`q4_k`, activations in Q8_K, as ggml pairs them).
+//! candle has no blocks for it. The panels run Q4_K's kernels (`q4_k`, activations in Q8_K as
+//! ggml pairs them), which look the quants up in the grid (`vpshufb`) before the integer dot
+//! product.
 
 use half::f16;
 
 use super::act_blocks::{quantize_row_k_into, ActBlock, QK};
-use super::nibbles::{self, pack_nibbles, NibblePanel};
+use super::nibbles::pack_nibbles;
 use super::panels::{forward_kernels, PanelBlock, PanelMatrix, PANEL};
 use super::q4_k::{self, ScaleMinPanel, SUB};
 
-pub(crate) type Iq4NlMatrix = PanelMatrix<Iq4NlPanel>;
 pub(crate) type Iq4XsMatrix = PanelMatrix<Iq4XsPanel>;
-
-/// IQ4_NL's block as GGUF stores it: an f16 scale, then byte j holds q[j] in its low nibble and
-/// q[j + 16] in its high nibble (Q4_0's layout).
-pub(crate) const NL_BLOCK_BYTES: usize = 18;
-
-/// Block `j` of 16 IQ4_NL rows, as a Q4_0 panel (288 bytes, the 16 GGUF blocks).
-#[repr(C, align(32))]
-#[derive(Clone, Copy)]
-pub(crate) struct Iq4NlPanel {
-    qs: [u8; 4 * 64],
-    d: [f16; PANEL],
-}
-
-impl NibblePanel for Iq4NlPanel {
-    const OFFSET: i32 = 0;
-    const GRID: bool = true;
-    fn qs(&self) -> &[u8; 4 * 64] {
-        &self.qs
-    }
-    fn qh(&self) -> Option<&[u64; 8]> {
-        None
-    }
-    fn d(&self) -> &[f16; PANEL] {
-        &self.d
-    }
-    fn m(&self) -> Option<&[f16; PANEL]> {
-        None
-    }
-}
-
-impl PanelBlock for Iq4NlPanel {
-    const NAME: &'static str = "IQ4_NL";
-    type Act = ActBlock;
-    const BYTES: usize = NL_BLOCK_BYTES;
-
-    fn pack(rows: [&[u8]; PANEL]) -> Self {
-        let mut p = Iq4NlPanel {
-            qs: [0; 256],
-            d: rows.map(|b| f16::from_le_bytes([b[0], b[1]])),
-        };
-        pack_nibbles(&mut p.qs, rows.map(|b| &b[2..]));
-        p
-    }
-
-    nibbles::panel_kernels!();
-}
 
 /// IQ4_XS's super-block as GGUF stores it: d (f16), the scales' high bit pairs (u16, block j's
 /// at bits 2j..2j + 2), their low nibbles (4 bytes, block j's in byte j / 2, low nibble first),
