@@ -34,8 +34,9 @@ impl Activation for ActBlock {
     }
 }
 
-/// value[j] ≈ d · qs[j]; `s` = d · Σ qs. Scales are rounded through f16 as ggml stores them,
-/// then kept as f32 for the hot loop. |qs| ≤ 127, never -128, which the i8 kernels rely on.
+/// value[j] ≈ d · qs[j]; `s` = d · Σ qs for the Q8_0 / Q8_1 blocks, Σ qs (as f32, exactly) for
+/// the Q8_K rows, whose kernels apply their one `d` per super-block. Scales are rounded through
+/// f16 as ggml stores them, then kept as f32 for the hot loop. |qs| ≤ 127, never -128, which the i8 kernels rely on.
 /// `sum` = Σ qs exactly, for kernels that bias signed weights to unsigned and take it back out;
 /// `sum_lo` the same over the first 16, for Q6_K, whose scales cover 16 values each: only the
 /// Q8_K rows Q6_K reads (`quantize_row_k_into`) fill it, the Q8_0 / Q8_1 blocks leave it 0.
@@ -78,8 +79,9 @@ pub(crate) const QK_K: usize = 256;
 /// its IQ types, and the grid matters: on a Q4_K file with −128 the logits strayed from
 /// llama.cpp's by up to 1.41, with −127 as far as candle's), the others rounded to nearest
 /// even. Written as the 8 blocks of 32 the kernels read, each with
-/// that scale, its own integer sum, and `s = d · sum` unrounded (ggml multiplies its integer
-/// block sums by `d`). `row.len()` is a multiple of 256.
+/// that scale, its own integer sum, and that sum as f32 in `s` (|sum| ≤ 32 · 127, exact): the
+/// K-quant kernels sum each block's min term unscaled and apply `d` once per super-block, as
+/// ggml multiplies its integer block sums by `d`. `row.len()` is a multiple of 256.
 pub(crate) fn quantize_row_k_into(row: &[f32], out: &mut [ActBlock]) {
     for (span, dst) in row.chunks_exact(QK_K).zip(out.chunks_exact_mut(QK_K / QK)) {
         let (mut amax, mut max) = (0f32, 0f32);
@@ -102,7 +104,7 @@ pub(crate) fn quantize_row_k_into(row: &[f32], out: &mut [ActBlock]) {
             let sum = qs.iter().map(|&q| i32::from(q)).sum::<i32>();
             *b = ActBlock {
                 d,
-                s: d * sum as f32,
+                s: sum as f32,
                 sum,
                 sum_lo: qs[..QK / 2].iter().map(|&q| i32::from(q)).sum(),
                 qs,

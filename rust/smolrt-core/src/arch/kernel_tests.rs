@@ -411,7 +411,7 @@ fn k_activation_quantizer_follows_ggml_q8_k() {
         assert_eq!(block.sum, block.qs.iter().map(|&q| q as i32).sum::<i32>());
         let lower: i32 = block.qs[..QK / 2].iter().map(|&q| q as i32).sum();
         assert_eq!(block.sum_lo, lower);
-        assert_eq!(block.s, d * block.sum as f32);
+        assert_eq!(block.s, block.sum as f32);
         for (j, &q) in block.qs.iter().enumerate() {
             let v = x[b * QK + j];
             assert!(

@@ -184,28 +184,34 @@ impl PanelBlock for Q4KPanel {
     forward_kernels!(dot_scalar, q4_k_simd);
 }
 
-/// Per 32-value block and lane: the exact integer `Σ q_w·q_a` (the grid value for `q_w` on the
-/// grid), then `acc = f32(sum) · ((d·sc)·d_a) + acc` and, with mins, `acc = −(dmin·m) · s_a +
-/// acc`, fused multiply-adds, in that order; the SIMD kernels do exactly this per lane.
+/// Per super-block and lane: for each 32-value block the exact integer `Σ q_w·q_a` (the grid
+/// value for `q_w` on the grid), `t = f32(sum) · (d·sc) + t` and, with mins,
+/// `t = −(dmin·m) · Σ q_a + t`; then `acc = t · d_a + acc`, fused multiply-adds in that order.
+/// A Q8_K row has one scale `d_a` for the super-block's blocks, so it multiplies once per
+/// super-block (as ggml's), and a block's min term still cancels its scaled quants inside `t`
+/// right away. The SIMD kernels do exactly this per lane.
 pub(super) fn dot_scalar<P: ScaleMinPanel, const R: usize>(
     panels: &[P],
     acts: [&[ActBlock]; R],
 ) -> [[f32; PANEL]; R] {
     let mut out = [[0f32; PANEL]; R];
     for (i, p) in panels.iter().enumerate() {
-        for j in 0..SUB {
-            for (acc_row, row) in out.iter_mut().zip(acts.iter()) {
-                let a = &row[SUB * i + j];
-                for (c, acc) in acc_row.iter_mut().enumerate() {
+        for (acc_row, row) in out.iter_mut().zip(acts.iter()) {
+            let blocks = &row[SUB * i..SUB * (i + 1)];
+            for (c, acc) in acc_row.iter_mut().enumerate() {
+                let mut t = 0f32;
+                for (j, a) in blocks.iter().enumerate() {
                     let isum: i32 = (0..QK)
                         .map(|v| quant(p, c, j, v) * i32::from(a.qs[v]))
                         .sum();
                     let (d, m) = scales(p, c, j);
-                    *acc = (isum as f32).mul_add(d * a.d, *acc);
+                    t = (isum as f32).mul_add(d, t);
                     if let Some(m) = m {
-                        *acc = (-m).mul_add(a.s, *acc);
+                        // a Q8_K block's `s` is its integer sum (see `quantize_row_k_into`)
+                        t = (-m).mul_add(a.s, t);
                     }
                 }
+                *acc = t.mul_add(blocks[0].d, *acc);
             }
         }
     }

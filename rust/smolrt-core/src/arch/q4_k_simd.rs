@@ -1,7 +1,8 @@
 //! The Q4_K, Q5_K and IQ4_XS panel kernels (see `q4_k`) in AVX-512 VNNI and AVX2: per 32-value
 //! block, the nibble types' integer dot product (`nibbles_simd::block_sums_*`; |sum| < 2^24,
 //! converted exactly), then the block's scale `d · sc` and min `dmin · m` from the panel's
-//! bytes, computed once for all rows, and `q4_k::dot_scalar`'s fused multiply-adds.
+//! bytes, computed once for all rows, and `q4_k::dot_scalar`'s fused multiply-adds: each
+//! block's into a per-super-block sum, which the activations' one scale multiplies at the end.
 //!
 //! SAFETY (whole module): each function is compiled for the features it names and may only be
 //! called on a CPU that has them (`isa` checks); every activation slice holds `SUB` blocks per
@@ -42,6 +43,7 @@ pub(super) unsafe fn dot_avx512<P: ScaleMinPanel, const R: usize>(
             let dmin = _mm512_cvtph_ps(_mm256_loadu_si256(dmin.as_ptr() as *const __m256i));
             (m, dmin)
         });
+        let mut t = [_mm512_setzero_ps(); R];
         for j in 0..SUB {
             prefetch_ahead_part(p, ahead, j, SUB);
             let sc = bytes_512(p.sc().as_ptr().add(PANEL * j), P::SIGNED_SCALES);
@@ -52,13 +54,16 @@ pub(super) unsafe fn dot_avx512<P: ScaleMinPanel, const R: usize>(
             let qh = p.qh().and_then(|qh| qh[8 * j..].first_chunk::<8>());
             let isum = block_sums_avx512(p.qs().as_ptr().add(256 * j), qh, P::GRID, block);
             for r in 0..R {
-                let a = acts[r].get_unchecked(SUB * i + j);
-                let s = _mm512_mul_ps(scale, _mm512_set1_ps(a.d));
-                acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[r]), s, acc[r]);
+                t[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[r]), scale, t[r]);
                 if let Some(min) = min {
-                    acc[r] = _mm512_fnmadd_ps(min, _mm512_set1_ps(a.s), acc[r]);
+                    let a = block[r];
+                    t[r] = _mm512_fnmadd_ps(min, _mm512_set1_ps(a.s), t[r]);
                 }
             }
+        }
+        for r in 0..R {
+            let a_d = acts[r].get_unchecked(SUB * i).d;
+            acc[r] = _mm512_fmadd_ps(t[r], _mm512_set1_ps(a_d), acc[r]);
         }
     }
     let mut out = [[0f32; PANEL]; R];
@@ -97,6 +102,7 @@ pub(super) unsafe fn dot_avx2<P: ScaleMinPanel, const R: usize>(
                     _mm256_cvtph_ps(_mm_loadu_si128(dmin.as_ptr().add(lanes) as *const __m128i));
                 (m, dmin)
             });
+            let mut t = [_mm256_setzero_ps(); R];
             for j in 0..SUB {
                 if half == 0 {
                     prefetch_ahead_part(p, ahead, j, SUB);
@@ -112,13 +118,16 @@ pub(super) unsafe fn dot_avx2<P: ScaleMinPanel, const R: usize>(
                 let at = p.qs().as_ptr().add(256 * j);
                 let isum = block_sums_avx2(at, qh, P::GRID, half, block);
                 for r in 0..R {
-                    let a = acts[r].get_unchecked(SUB * i + j);
-                    let s = _mm256_mul_ps(scale, _mm256_set1_ps(a.d));
-                    acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[r]), s, acc[r]);
+                    t[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[r]), scale, t[r]);
                     if let Some(min) = min {
-                        acc[r] = _mm256_fnmadd_ps(min, _mm256_set1_ps(a.s), acc[r]);
+                        let a = block[r];
+                        t[r] = _mm256_fnmadd_ps(min, _mm256_set1_ps(a.s), t[r]);
                     }
                 }
+            }
+            for r in 0..R {
+                let a_d = acts[r].get_unchecked(SUB * i).d;
+                acc[r] = _mm256_fmadd_ps(t[r], _mm256_set1_ps(a_d), acc[r]);
             }
         }
         for r in 0..R {
