@@ -36,7 +36,8 @@ impl Activation for ActBlock {
 
 /// value[j] ≈ d · qs[j]; `s` = d · Σ qs for the Q8_0 / Q8_1 blocks, Σ qs (as f32, exactly) for
 /// the Q8_K rows, whose kernels apply their one `d` per super-block. Scales are rounded through
-/// f16 as ggml stores them, then kept as f32 for the hot loop. |qs| ≤ 127, never -128, which the i8 kernels rely on.
+/// f16 as ggml stores them, then kept as f32 for the hot loop. |qs| ≤ 127, never -128, which
+/// the i8 kernels rely on.
 /// `sum` = Σ qs exactly, for kernels that bias signed weights to unsigned and take it back out;
 /// `sum_lo` the same over the first 16, for Q6_K, whose scales cover 16 values each: only the
 /// Q8_K rows Q6_K reads (`quantize_row_k_into`) fill it, the Q8_0 / Q8_1 blocks leave it 0.
