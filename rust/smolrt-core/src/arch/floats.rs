@@ -4,7 +4,8 @@
 //!
 //! A panel is 16 rows by 32 inputs, input `j` of row `c` at `w[16j + c]`, so the 16 rows' weights
 //! for one input are one vector: widened to f32 (exactly: `vcvtph2ps` for F16, a 16-bit shift for
-//! BF16) and multiplied into each activation row's 16 sums with the input's value broadcast.
+//! BF16, as stored for F32) and multiplied into each activation row's 16 sums with the input's
+//! value broadcast.
 //! Activations stay in f32 (ggml rounds them to the weight's type first), so the products are
 //! the exact f32 products of the stored weights. Each sum is two chains of fused multiply-adds,
 //! the even and the odd inputs in order, added at the end: two independent chains keep a
