@@ -11,9 +11,10 @@ pub(crate) const QK: usize = 32;
 /// A block of 32 activation values in the form a weight type's kernels read: ggml's quantized
 /// blocks ([`ActBlock`]) for the integer types, plain f32 for the float ones.
 pub(crate) trait Activation: Copy + Default + Send + Sync + 'static {
-    /// One row (a multiple of 32 values) into `out`, one block per 32 values, the way the
-    /// block form's types pair with it by default.
-    fn quantize(row: &[f32], out: &mut [Self]);
+    /// One row (a multiple of 32 values) into `out`, one block per 32 values, the way ggml
+    /// pairs the form with weights in blocks of 32 or, with `super_blocks`, in super-blocks of
+    /// 256 (the K-quants and IQ4_XS).
+    fn quantize(row: &[f32], super_blocks: bool, out: &mut [Self]);
     /// Runs `f` on the calling thread's buffer of blocks, kept between matmuls: fresh
     /// multi-megabyte buffers on every call cost page faults and kernel page zeroing (perf:
     /// about 15% of a 512-token prefill). It holds the largest matmul's worth once one has run.
@@ -25,8 +26,13 @@ thread_local! {
 }
 
 impl Activation for ActBlock {
-    fn quantize(row: &[f32], out: &mut [Self]) {
-        quantize_row_into(row, out)
+    /// Q8_0 / Q8_1 blocks, or for super-blocks Q8_K rows (one scale per 256 values).
+    fn quantize(row: &[f32], super_blocks: bool, out: &mut [Self]) {
+        if super_blocks {
+            quantize_row_k_into(row, out)
+        } else {
+            quantize_row_into(row, out)
+        }
     }
 
     fn with_scratch<T>(f: impl FnOnce(&mut Vec<Self>) -> T) -> T {

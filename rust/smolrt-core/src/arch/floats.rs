@@ -39,7 +39,8 @@ thread_local! {
 }
 
 impl Activation for F32Block {
-    fn quantize(row: &[f32], out: &mut [Self]) {
+    /// The values as they are, whatever the weights' block size.
+    fn quantize(row: &[f32], _super_blocks: bool, out: &mut [Self]) {
         for (values, block) in row.chunks_exact(QK).zip(out) {
             block.0.copy_from_slice(values);
         }

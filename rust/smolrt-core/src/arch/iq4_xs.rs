@@ -10,7 +10,7 @@
 
 use half::f16;
 
-use super::act_blocks::{quantize_row_k_into, ActBlock, QK};
+use super::act_blocks::{ActBlock, QK};
 use super::nibbles::pack_nibbles;
 use super::panels::{forward_kernels, PanelBlock, PanelMatrix, PANEL};
 use super::q4_k::{self, ScaleMinPanel, SUB};
@@ -65,10 +65,6 @@ impl PanelBlock for Iq4XsPanel {
     type Act = ActBlock;
     const BLOCKS: usize = SUB;
     const BYTES: usize = XS_BLOCK_BYTES;
-
-    fn quantize_row(row: &[f32], out: &mut [ActBlock]) {
-        quantize_row_k_into(row, out)
-    }
 
     fn pack(rows: [&[u8]; PANEL]) -> Self {
         let mut p = Iq4XsPanel {

@@ -33,10 +33,10 @@ pub(crate) trait PanelBlock: Copy + Send + Sync + 'static {
     /// Interleaves block `i` of 16 rows (each exactly `BYTES` long; padding rows are all zero
     /// bytes, which every supported type decodes to zeros).
     fn pack(rows: [&[u8]; PANEL]) -> Self;
-    /// Quantizes one activation row the way ggml pairs with this type: Q8_0 / Q8_1 blocks of
-    /// 32 (the default for quantized blocks), or Q8_K for the K-quants.
+    /// Quantizes one activation row the way ggml pairs with this type: for quantized blocks
+    /// Q8_0 / Q8_1 blocks of 32, or Q8_K when a panel spans a 256-value super-block.
     fn quantize_row(row: &[f32], out: &mut [Self::Act]) {
-        Self::Act::quantize(row, out)
+        Self::Act::quantize(row, Self::BLOCKS > 1, out)
     }
     /// The 32 values row `c` (lane `c`) holds in this panel's 32-value block `block`, in f32.
     fn dequantize_lane(&self, c: usize, block: usize) -> [f32; QK];

@@ -12,7 +12,7 @@
 
 use half::f16;
 
-use super::act_blocks::{quantize_row_k_into, ActBlock, QK};
+use super::act_blocks::{ActBlock, QK};
 use super::panels::{forward_kernels, PanelBlock, PanelMatrix, PANEL};
 use super::q3_k::{crumb, gguf_crumb, gguf_scale_index, pack_crumbs};
 use super::q4_k::SUB;
@@ -61,10 +61,6 @@ impl PanelBlock for Q2KPanel {
     type Act = ActBlock;
     const BLOCKS: usize = SUB;
     const BYTES: usize = BLOCK_BYTES;
-
-    fn quantize_row(row: &[f32], out: &mut [ActBlock]) {
-        quantize_row_k_into(row, out)
-    }
 
     fn pack(rows: [&[u8]; PANEL]) -> Self {
         let mut p = Q2KPanel {

@@ -14,7 +14,7 @@
 
 use half::f16;
 
-use super::act_blocks::{quantize_row_k_into, ActBlock, QK};
+use super::act_blocks::{ActBlock, QK};
 use super::nibbles::pack_fifth_bits;
 use super::panels::{forward_kernels, PanelBlock, PanelMatrix, PANEL};
 use super::q4_k::SUB;
@@ -119,10 +119,6 @@ impl PanelBlock for Q3KPanel {
     type Act = ActBlock;
     const BLOCKS: usize = SUB;
     const BYTES: usize = BLOCK_BYTES;
-
-    fn quantize_row(row: &[f32], out: &mut [ActBlock]) {
-        quantize_row_k_into(row, out)
-    }
 
     fn pack(rows: [&[u8]; PANEL]) -> Self {
         let mut p = Q3KPanel {

@@ -14,7 +14,7 @@
 
 use half::f16;
 
-use super::act_blocks::{quantize_row_k_into, ActBlock, QK, QK_K};
+use super::act_blocks::{ActBlock, QK, QK_K};
 use super::nibbles::{level, pack_nibbles};
 use super::panels::{forward_kernels, PanelBlock, PanelMatrix, PANEL};
 
@@ -160,10 +160,6 @@ impl PanelBlock for Q4KPanel {
     type Act = ActBlock;
     const BLOCKS: usize = SUB;
     const BYTES: usize = BLOCK_BYTES;
-
-    fn quantize_row(row: &[f32], out: &mut [ActBlock]) {
-        quantize_row_k_into(row, out)
-    }
 
     fn pack(rows: [&[u8]; PANEL]) -> Self {
         let mut p = Q4KPanel {

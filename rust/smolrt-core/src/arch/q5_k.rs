@@ -4,7 +4,7 @@
 
 use half::f16;
 
-use super::act_blocks::{quantize_row_k_into, ActBlock, QK};
+use super::act_blocks::{ActBlock, QK};
 use super::nibbles::pack_fifth_bits;
 use super::panels::{forward_kernels, PanelBlock, PanelMatrix, PANEL};
 use super::q4_k::{dequantize_lane, dot_scalar, pack_scale_min, ScaleMinPanel, SUB};
@@ -50,10 +50,6 @@ impl PanelBlock for Q5KPanel {
     type Act = ActBlock;
     const BLOCKS: usize = SUB;
     const BYTES: usize = BLOCK_BYTES;
-
-    fn quantize_row(row: &[f32], out: &mut [ActBlock]) {
-        quantize_row_k_into(row, out)
-    }
 
     fn pack(rows: [&[u8]; PANEL]) -> Self {
         let mut p = Q5KPanel {

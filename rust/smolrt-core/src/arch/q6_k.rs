@@ -11,7 +11,7 @@
 
 use half::f16;
 
-use super::act_blocks::{quantize_row_k_into, ActBlock, QK};
+use super::act_blocks::{ActBlock, QK};
 use super::nibbles::pack_nibbles;
 use super::panels::{forward_kernels, PanelBlock, PanelMatrix, PANEL};
 use super::q4_k::SUB;
@@ -123,10 +123,6 @@ impl PanelBlock for Q6KPanel {
     type Act = ActBlock;
     const BLOCKS: usize = SUB;
     const BYTES: usize = BLOCK_BYTES;
-
-    fn quantize_row(row: &[f32], out: &mut [ActBlock]) {
-        quantize_row_k_into(row, out)
-    }
 
     fn pack(rows: [&[u8]; PANEL]) -> Self {
         let mut p = Q6KPanel {
