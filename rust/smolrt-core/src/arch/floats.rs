@@ -210,10 +210,10 @@ mod tests {
 
     /// `v` as `F` stores it (BF16 by truncation), little-endian.
     fn encode<F: FloatFormat>(v: f32) -> Vec<u8> {
-        match F::NAME {
-            "F16" => f16::from_f32(v).to_le_bytes().to_vec(),
-            "BF16" => ((v.to_bits() >> 16) as u16).to_le_bytes().to_vec(),
-            _ => v.to_le_bytes().to_vec(),
+        match F::KIND {
+            FloatKind::F16 => f16::from_f32(v).to_le_bytes().to_vec(),
+            FloatKind::Bf16 => ((v.to_bits() >> 16) as u16).to_le_bytes().to_vec(),
+            FloatKind::F32 => v.to_le_bytes().to_vec(),
         }
     }
 
@@ -221,9 +221,9 @@ mod tests {
     /// zeros, negative zeros, subnormals of the format and large values mixed in (no product
     /// with the test's activations overflows f32).
     fn weights<F: FloatFormat>(n: usize, seed: u64) -> Vec<u8> {
-        let (tiny, large) = match F::NAME {
-            "F16" => (6e-8, 65504.0),
-            _ => (1e-40, 1e30),
+        let (tiny, large) = match F::KIND {
+            FloatKind::F16 => (6e-8, 65504.0),
+            FloatKind::Bf16 | FloatKind::F32 => (1e-40, 1e30),
         };
         let mut s = seed;
         (0..n)
