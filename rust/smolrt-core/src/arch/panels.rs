@@ -14,7 +14,7 @@ use std::cell::RefCell;
 use super::act_blocks::{Activation, QK};
 use super::isa::Isa;
 use super::matmul_io::{accumulate, store, Input, Output};
-use super::pool::{two_phases, SharedMut, Split};
+use super::pool::{two_phases, SharedMut};
 use super::weight_arena::{Packed, WeightArena};
 use crate::{Error, Result};
 
@@ -256,17 +256,9 @@ impl<P: PanelBlock> PanelMatrix<P> {
             let groups = self.n_out.div_ceil(PANEL);
             let row_items = rows.div_ceil(ROWS_PER_ITEM);
             let (acts, outs) = (SharedMut::new(acts), SharedMut::new(out));
-            // One row is bound by memory bandwidth: long runs of panel groups stream best. A
-            // batch shares the cores with the threads serving its streams: short runs.
-            let split = if rows == 1 {
-                Split::Coarse
-            } else {
-                Split::Fine
-            };
             two_phases(
                 rows,
                 row_items * groups,
-                split,
                 |r| {
                     // SAFETY: row r's blocks are written by this call only (each row once).
                     let dst = unsafe { acts.slice_mut(r * bpr, bpr) };

@@ -8,30 +8,6 @@ use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-/// How a parallel loop's items are cut into runs. Every grab takes a share of the work left,
-/// so runs shrink to single items at the end and the threads finish a section together.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Split {
-    /// Half of what is left per thread: a few long contiguous runs. A one-row matmul is bound
-    /// by memory bandwidth, and long runs are streams the hardware prefetcher follows best
-    /// (one-row decode 356–384 → 410–429 tok/s against fixed runs of n/16).
-    Coarse,
-    /// An eighth of what is left per thread: many short runs, so a thread the OS takes away
-    /// for a while (to serve the streams of a batched step) leaves most of its share to the
-    /// others.
-    Fine,
-}
-
-impl Split {
-    /// Into how many shares a grab splits the remainder, per thread.
-    fn shares(self) -> usize {
-        match self {
-            Split::Coarse => 1,
-            Split::Fine => 8,
-        }
-    }
-}
-
 /// Splits `buf` into consecutive pieces of the given lengths (their sum at most `buf.len()`) and
 /// runs `f(state, i, piece_i)` for every piece on the pool, each piece exactly once; `init`
 /// makes one `state` per thread that takes any piece (scratch buffers).
@@ -90,7 +66,7 @@ pub(crate) fn for_each_index<S>(
         return;
     }
     let pool = candle_core::utils::barrier_pool();
-    let cursor = Cursor::new(n, pool.n_workers() + 1, Split::Fine);
+    let cursor = Cursor::new(n, pool.n_workers() + 1);
     let panic = Caught::default();
     pool.execute(|_| {
         panic.catch(|| {
@@ -120,7 +96,6 @@ pub(crate) fn for_each_row(out: &mut [f32], width: usize, f: impl Fn(usize, &mut
 pub(crate) fn two_phases(
     n_first: usize,
     n_second: usize,
-    split: Split,
     first: impl Fn(usize) + Sync,
     second: impl Fn(usize) + Sync,
 ) {
@@ -130,8 +105,8 @@ pub(crate) fn two_phases(
     let pool = candle_core::utils::barrier_pool();
     let threads = pool.n_workers() + 1;
     let (a, b) = (
-        Cursor::new(n_first, threads, Split::Fine),
-        Cursor::new(n_second, threads, split),
+        Cursor::new(n_first, threads),
+        Cursor::new(n_second, threads),
     );
     let arrived = AtomicUsize::new(0);
     let panic = Caught::default();
@@ -184,11 +159,26 @@ impl Caught {
 const MIN_RUNS_DIVISOR: usize = 32;
 
 /// Hands out `0..n` in runs from one atomic counter: every index exactly once over all takers.
-/// Runs are a share of the remainder (see `Split`), down to single items.
+/// Each grab takes what is left divided by the thread count (half of it with two threads), down
+/// to `min_run`: a few long contiguous runs first, then shorter ones, so the threads finish a
+/// section together after a handful of grabs each.
+///
+/// Few grabs, because each one moves the counter's cache line from the other core, and the
+/// thread that grabs waits for it. Taking an eighth of the remainder per thread instead (many
+/// short runs, meant to let the other thread take over the work of one the OS had taken away)
+/// cost eight batched rows 10% on a quiet host and 25-40% when the host was slow to move lines
+/// between its cores (`forward_speed`, eight rows decoding after 32 positions, interleaved:
+/// 6.12-6.20 → 5.56-5.60 ms a step; 10.7 → 7.8 ms in a slow spell; 8 in-process streams through
+/// the scheduler 756-803 → 1,030-1,072 tok/s, 8 gRPC streams 709 → 827 and 979 → 1,152). A
+/// 512-token prefill gained 2-3% (1,844-1,880 → 1,903-1,924 tok/s); one row's matmuls already
+/// took runs of half, and its decode after 1,024 positions (attention in a few uneven chunks)
+/// moved within the noise (245-265 → 238-259 tok/s). In the slow spell, two independent
+/// one-thread processes each kept their one-thread speed while one two-thread process fell below
+/// it: the cost is the threads' traffic, not the cores.
 struct Cursor {
     next: AtomicUsize,
     n: usize,
-    /// The remainder is split into this many shares per grab.
+    /// The remainder is split into this many shares per grab (the thread count).
     parts: usize,
     /// Runs are never shorter than this (except the very last): each grab is a locked
     /// compare-exchange, which waits for the previous run's stores to drain.
@@ -196,11 +186,11 @@ struct Cursor {
 }
 
 impl Cursor {
-    fn new(n: usize, threads: usize, split: Split) -> Self {
+    fn new(n: usize, threads: usize) -> Self {
         Self {
             next: AtomicUsize::new(0),
             n,
-            parts: threads * split.shares(),
+            parts: threads,
             min_run: n.div_ceil(threads * MIN_RUNS_DIVISOR).max(1),
         }
     }
@@ -280,17 +270,13 @@ mod tests {
     #[test]
     fn the_second_phase_sees_every_write_of_the_first() {
         let cases = [(0, 5), (1, 1), (8, 60), (33, 7), (200, 1000)];
-        for ((n_first, n_second), split) in cases
-            .into_iter()
-            .flat_map(|c| [(c, Split::Coarse), (c, Split::Fine)])
-        {
+        for (n_first, n_second) in cases {
             let mut data = vec![0u64; n_first];
             let shared = SharedMut::new(&mut data);
             let sums = AtomicUsize::new(0);
             two_phases(
                 n_first,
                 n_second,
-                split,
                 // SAFETY: each index once, each writes only its own element
                 |i| unsafe { shared.slice_mut(i, 1)[0] = i as u64 + 1 },
                 |_| {
@@ -311,7 +297,6 @@ mod tests {
             two_phases(
                 16,
                 4,
-                Split::Fine,
                 |i| assert_ne!(i, 7, "a bug in phase one"),
                 |_| {
                     second.fetch_add(1, Ordering::Relaxed);
@@ -329,7 +314,6 @@ mod tests {
         two_phases(
             3,
             5,
-            Split::Coarse,
             |_| {},
             |_| {
                 runs.fetch_add(1, Ordering::Relaxed);
