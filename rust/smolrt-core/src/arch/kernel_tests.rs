@@ -314,7 +314,9 @@ fn iq4_matmuls_match_gguf_dequantized_reference() {
 }
 
 /// Every instruction set this CPU has gives the scalar kernel's bits, for every batch size the
-/// driver splits differently (kernel calls of 1..4 rows, several row tiles) and a padded panel.
+/// driver splits differently (kernel calls of 1..4 rows, several row tiles) and a padded panel;
+/// and the first row alone, which takes a driver of its own, gives the bits it got in each
+/// batch, over several panel groups.
 fn check_isas_agree<P: PanelBlock>(kind: &str) {
     let available = isa::available();
     assert_eq!(available[0], isa::Isa::Scalar);
@@ -337,6 +339,17 @@ fn check_isas_agree<P: PanelBlock>(kind: &str) {
                     got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
                     want.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
                     "{kind} {isa:?}, {n_out}x{n_in}, {rows} rows"
+                );
+            }
+            for &isa in &available {
+                let alone = m.matmul_with(isa, &x[..n_in], 1);
+                assert_eq!(
+                    alone.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                    want[..n_out]
+                        .iter()
+                        .map(|v| v.to_bits())
+                        .collect::<Vec<_>>(),
+                    "{kind} {isa:?}, {n_out}x{n_in}, row 0 alone against {rows} rows"
                 );
             }
         }
