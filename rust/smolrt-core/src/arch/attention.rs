@@ -387,7 +387,8 @@ unsafe fn group_attention_avx512<E: LaneSource, const G: usize>(
     // The loops below index without bounds checks (with them, the score loop spent more
     // instructions checking and reloading slice bounds than multiplying). Every index is in
     // range given these, with hd and bs whole multiples of 16 (checked above): a key tile holds
-    // kv_dim * bs keys, a value tile kv_dim per position, a query hd values.
+    // kv_dim * bs keys, a value tile as many values (this head's hd * bs from kv_off * bs), a
+    // query hd values.
     assert!(
         qs.iter().all(|q| q.len() == hd) && kv_off + hd <= kv_dim && n_blocks <= row.blocks.len()
     );
@@ -481,8 +482,8 @@ unsafe fn group_attention_avx512<E: LaneSource, const G: usize>(
             };
             let base = b * bs;
             for slot in 0..bs.min(n_pos - base) {
-                // slot < bs, kv_off + c + 64 <= kv_dim; base + slot < n_pos <= padded.
-                let at = slot * kv_dim + kv_off + c;
+                // slot < bs, c + 64 <= hd, kv_off + hd <= kv_dim; base + slot < n_pos <= padded.
+                let at = kv_off * bs + slot * hd + c;
                 let v = values.get_unchecked(at..at + 4 * LANES);
                 let mut p = [0f32; G];
                 for (h, p) in p.iter_mut().enumerate() {
@@ -538,8 +539,9 @@ fn for_each_value<E: KvElement>(
     weights: &[f32],
     mut f: impl FnMut(f32, &[E]),
 ) {
-    let (bs, kv_dim) = (kv.block_size(), kv.kv_dim());
-    let off = kv_head * kv.head_dim() + c;
+    let (bs, hd) = (kv.block_size(), kv.head_dim());
+    // this head's values of a block: `bs` vectors of `hd`, back to back
+    let head = kv_head * hd * bs;
     let n_pos = row.pos + 1;
     for (b, &block) in row.blocks.iter().enumerate().take(n_pos.div_ceil(bs)) {
         if let Some((kv_off, hd)) = hint {
@@ -552,11 +554,11 @@ fn for_each_value<E: KvElement>(
         if E::SCALED {
             let scales = &kv.value_scales(layer, block)[kv_head * bs..kv_head * bs + in_block];
             for (slot, (&p, &s)) in weights.iter().zip(scales).enumerate() {
-                f(p * s, &values[slot * kv_dim + off..(slot + 1) * kv_dim]);
+                f(p * s, &values[head + slot * hd + c..head + (slot + 1) * hd]);
             }
         } else {
             for (slot, &p) in weights.iter().enumerate() {
-                f(p, &values[slot * kv_dim + off..(slot + 1) * kv_dim]);
+                f(p, &values[head + slot * hd + c..head + (slot + 1) * hd]);
             }
         }
     }

@@ -124,12 +124,11 @@ fn hint_values<E: KvElement, const LEVEL: i32>(
     kv_off: usize,
     hd: usize,
 ) {
-    let (bs, kv_dim) = (kv.block_size(), kv.kv_dim());
+    let bs = kv.block_size();
     if let Some(block) = read_block(row, b, bs) {
-        let values = kv.values(layer, block);
-        for slot in 0..bs.min(row.pos + 1 - b * bs) {
-            prefetch_into::<_, LEVEL>(values, slot * kv_dim + kv_off, hd);
-        }
+        // the head's values of the block are one contiguous run, position after position
+        let slots = bs.min(row.pos + 1 - b * bs);
+        prefetch_into::<_, LEVEL>(kv.values(layer, block), kv_off * bs, slots * hd);
         if E::SCALED {
             prefetch_into::<_, LEVEL>(kv.value_scales(layer, block), kv_off / hd * bs, bs);
         }

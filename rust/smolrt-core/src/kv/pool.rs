@@ -7,9 +7,11 @@ use crate::{Error, Result};
 
 /// Fixed-size KV blocks from one pool. A block holds `block_size` consecutive positions of one
 /// sequence for every layer; per layer and block, K and V are each one contiguous tile. Values
-/// are `[block_size][n_head_kv][head_dim]` (attention adds whole value rows), keys the transpose,
-/// `[n_head_kv][head_dim][block_size]`: attention scores a query against all of a block's
-/// positions at once, one position per SIMD lane, with no horizontal sums. A q8 pool's scales
+/// are `[n_head_kv][block_size][head_dim]`: attention adds whole value vectors, and one head's
+/// values for a block are one contiguous run (2 KB at f16, head_dim 64, 16 positions), which
+/// streams from memory nearly twice as fast as the 128-byte pieces a position-major tile gives
+/// one head. Keys are `[n_head_kv][head_dim][block_size]`: attention scores a query against all
+/// of a block's positions at once, one position per SIMD lane, with no horizontal sums. A q8 pool's scales
 /// are `[n_head_kv][block_size]` per layer and block, for keys and for values alike: one
 /// block's scales of a head are the 16 lanes a key tile's scores are multiplied by.
 pub struct KvBlockPool {
@@ -65,7 +67,7 @@ impl<E> KvView<'_, E> {
         &self.keys[self.tile_range(layer, block)]
     }
 
-    /// Values of `layer` in `block`: `[block_size][kv_dim]`.
+    /// Values of `layer` in `block`: `[n_head_kv][block_size][head_dim]`.
     pub(crate) fn values(&self, layer: usize, block: u32) -> &[E] {
         &self.values[self.tile_range(layer, block)]
     }
@@ -289,7 +291,10 @@ impl KvBlockPool {
         for d in (0..self.kv_dim).step_by(step) {
             self.keys.prefetch(tile + d * self.block_size + slot, 1);
         }
-        self.values.prefetch(tile + slot * self.kv_dim, self.kv_dim);
+        for h in 0..self.kv_dim / self.head_dim {
+            let head = (h * self.block_size + slot) * self.head_dim;
+            self.values.prefetch(tile + head, self.head_dim);
+        }
     }
 
     /// Stores one position's keys and values (each `kv_dim` long) for `layer`.
@@ -322,7 +327,7 @@ impl KvBlockPool {
         if let KvStore::Q8(values, scales) = &mut self.values {
             for (h, x) in v[..n].chunks_exact(hd).enumerate() {
                 let scale = q8_scale(x);
-                let at = tile + slot * n + h * hd;
+                let at = tile + (h * bs + slot) * hd;
                 for (dst, &x) in values[at..at + hd].iter_mut().zip(x) {
                     *dst = q8_of(x, scale);
                 }
@@ -340,7 +345,7 @@ impl KvBlockPool {
         v: &[f32],
     ) {
         let tile = self.tile_start(layer, block);
-        let (n, bs) = (self.kv_dim, self.block_size);
+        let (n, bs, hd) = (self.kv_dim, self.block_size, self.head_dim);
         // Both stores hold elements of one type (`with_type` builds them so).
         if let Some(keys) = E::elements_mut(&mut self.keys) {
             for (d, &x) in k.iter().enumerate().take(n) {
@@ -348,9 +353,11 @@ impl KvBlockPool {
             }
         }
         if let Some(values) = E::elements_mut(&mut self.values) {
-            let at = tile + slot * n;
-            for (dst, &x) in values[at..at + n].iter_mut().zip(v) {
-                *dst = E::from_f32(x);
+            for (h, x) in v[..n].chunks_exact(hd).enumerate() {
+                let at = tile + (h * bs + slot) * hd;
+                for (dst, &x) in values[at..at + hd].iter_mut().zip(x) {
+                    *dst = E::from_f32(x);
+                }
             }
         }
     }
