@@ -523,8 +523,8 @@ unsafe fn group_attention_avx512<E: LaneSource, const G: usize>(
 }
 
 /// Calls `f(weight, values from dimension c)` for the row's positions `0..=pos` in order: the
-/// value vector of kv head `kv_head` at each cached position, from its dimension `c` to the end
-/// of the position's row; for a scaled type the weight is multiplied by the vector's scale.
+/// value vector of kv head `kv_head` at each cached position, from its dimension `c` to its end;
+/// for a scaled type the weight is multiplied by the vector's scale.
 /// With `hint` = (kv offset, head size), each block hints in that head's values
 /// `attention_hints::HINT_BLOCKS_AHEAD` blocks on.
 #[allow(clippy::too_many_arguments)]

@@ -113,8 +113,9 @@ fn hint_keys<E: KvElement, const LEVEL: i32>(
     }
 }
 
-/// Hints in one kv head's values (`hd` from `kv_off` in each position's row) of the row's block
-/// `b` (nothing past the row's last block), into the cache level `LEVEL` names.
+/// Hints in one kv head's values (the head at `kv_off`: `hd` per position, the block's positions
+/// back to back) of the row's block `b` (nothing past the row's last block), into the cache
+/// level `LEVEL` names.
 #[inline(always)]
 fn hint_values<E: KvElement, const LEVEL: i32>(
     kv: &KvView<'_, E>,

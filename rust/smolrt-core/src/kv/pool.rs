@@ -11,9 +11,9 @@ use crate::{Error, Result};
 /// values for a block are one contiguous run (2 KB at f16, head_dim 64, 16 positions), which
 /// streams from memory nearly twice as fast as the 128-byte pieces a position-major tile gives
 /// one head. Keys are `[n_head_kv][head_dim][block_size]`: attention scores a query against all
-/// of a block's positions at once, one position per SIMD lane, with no horizontal sums. A q8 pool's scales
-/// are `[n_head_kv][block_size]` per layer and block, for keys and for values alike: one
-/// block's scales of a head are the 16 lanes a key tile's scores are multiplied by.
+/// of a block's positions at once, one position per SIMD lane, with no horizontal sums. A q8
+/// pool's scales are `[n_head_kv][block_size]` per layer and block, for keys and for values
+/// alike: one block's scales of a head are the 16 lanes a key tile's scores are multiplied by.
 pub struct KvBlockPool {
     block_size: usize,
     n_layer: usize,
