@@ -483,7 +483,7 @@ unsafe fn group_attention_avx512<E: LaneSource, const G: usize>(
             let base = b * bs;
             for slot in 0..bs.min(n_pos - base) {
                 // slot < bs, c + 64 <= hd, kv_off + hd <= kv_dim; base + slot < n_pos <= padded.
-                let at = kv_off * bs + slot * hd + c;
+                let at = kv.value_start(kv_off, slot) + c;
                 let v = values.get_unchecked(at..at + 4 * LANES);
                 let mut p = [0f32; G];
                 for (h, p) in p.iter_mut().enumerate() {
@@ -541,7 +541,7 @@ fn for_each_value<E: KvElement>(
 ) {
     let (bs, hd) = (kv.block_size(), kv.head_dim());
     // this head's values of a block: `bs` vectors of `hd`, back to back
-    let head = kv_head * hd * bs;
+    let head = kv.value_start(kv_head * hd, 0);
     let n_pos = row.pos + 1;
     for (b, &block) in row.blocks.iter().enumerate().take(n_pos.div_ceil(bs)) {
         if let Some((kv_off, hd)) = hint {

@@ -129,7 +129,8 @@ fn hint_values<E: KvElement, const LEVEL: i32>(
     if let Some(block) = read_block(row, b, bs) {
         // the head's values of the block are one contiguous run, position after position
         let slots = bs.min(row.pos + 1 - b * bs);
-        prefetch_into::<_, LEVEL>(kv.values(layer, block), kv_off * bs, slots * hd);
+        let head = kv.value_start(kv_off, 0);
+        prefetch_into::<_, LEVEL>(kv.values(layer, block), head, slots * hd);
         if E::SCALED {
             prefetch_into::<_, LEVEL>(kv.value_scales(layer, block), kv_off / hd * bs, bs);
         }

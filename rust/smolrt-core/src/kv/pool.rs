@@ -72,6 +72,13 @@ impl<E> KvView<'_, E> {
         &self.values[self.tile_range(layer, block)]
     }
 
+    /// Where the values of position `slot` of the kv head at `kv_off` start in a value tile;
+    /// the head's later positions follow back to back.
+    #[inline(always)]
+    pub(crate) fn value_start(&self, kv_off: usize, slot: usize) -> usize {
+        value_start(self.block_size, self.head_dim, kv_off, slot)
+    }
+
     fn scales_range(&self, layer: usize, block: u32) -> std::ops::Range<usize> {
         let per_tile = self.block_size * self.kv_dim / self.head_dim;
         let start = tile_start(self.n_layer, per_tile, layer, block);
@@ -108,6 +115,13 @@ fn bytes_per_block(kv_type: KvType, elems: usize, head_dim: usize) -> Option<usi
 /// elements): blocks hold every layer's tiles back to back.
 fn tile_start(n_layer: usize, tile: usize, layer: usize, block: u32) -> usize {
     (block as usize * n_layer + layer) * tile
+}
+
+/// Where, in a value tile (`[n_head_kv][block_size][head_dim]`), the values of position `slot`
+/// of the kv head at `kv_off` (its offset in a position's `kv_dim` values) start.
+#[inline(always)]
+fn value_start(block_size: usize, head_dim: usize, kv_off: usize, slot: usize) -> usize {
+    kv_off * block_size + slot * head_dim
 }
 
 impl KvBlockPool {
@@ -291,9 +305,9 @@ impl KvBlockPool {
         for d in (0..self.kv_dim).step_by(step) {
             self.keys.prefetch(tile + d * self.block_size + slot, 1);
         }
-        for h in 0..self.kv_dim / self.head_dim {
-            let head = (h * self.block_size + slot) * self.head_dim;
-            self.values.prefetch(tile + head, self.head_dim);
+        for kv_off in (0..self.kv_dim).step_by(self.head_dim) {
+            let at = value_start(self.block_size, self.head_dim, kv_off, slot);
+            self.values.prefetch(tile + at, self.head_dim);
         }
     }
 
@@ -327,7 +341,7 @@ impl KvBlockPool {
         if let KvStore::Q8(values, scales) = &mut self.values {
             for (h, x) in v[..n].chunks_exact(hd).enumerate() {
                 let scale = q8_scale(x);
-                let at = tile + (h * bs + slot) * hd;
+                let at = tile + value_start(bs, hd, h * hd, slot);
                 for (dst, &x) in values[at..at + hd].iter_mut().zip(x) {
                     *dst = q8_of(x, scale);
                 }
@@ -354,7 +368,7 @@ impl KvBlockPool {
         }
         if let Some(values) = E::elements_mut(&mut self.values) {
             for (h, x) in v[..n].chunks_exact(hd).enumerate() {
-                let at = tile + (h * bs + slot) * hd;
+                let at = tile + value_start(bs, hd, h * hd, slot);
                 for (dst, &x) in values[at..at + hd].iter_mut().zip(x) {
                     *dst = E::from_f32(x);
                 }
