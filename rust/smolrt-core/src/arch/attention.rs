@@ -540,8 +540,11 @@ fn for_each_value<E: KvElement>(
     mut f: impl FnMut(f32, &[E]),
 ) {
     let (bs, hd) = (kv.block_size(), kv.head_dim());
-    // this head's values of a block: `bs` vectors of `hd`, back to back
-    let head = kv.value_start(kv_head * hd, 0);
+    // slot's values of this head, from dimension c
+    let vector = |slot: usize| {
+        let at = kv.value_start(kv_head * hd, slot);
+        at + c..at + hd
+    };
     let n_pos = row.pos + 1;
     for (b, &block) in row.blocks.iter().enumerate().take(n_pos.div_ceil(bs)) {
         if let Some((kv_off, hd)) = hint {
@@ -554,11 +557,11 @@ fn for_each_value<E: KvElement>(
         if E::SCALED {
             let scales = &kv.value_scales(layer, block)[kv_head * bs..kv_head * bs + in_block];
             for (slot, (&p, &s)) in weights.iter().zip(scales).enumerate() {
-                f(p * s, &values[head + slot * hd + c..head + (slot + 1) * hd]);
+                f(p * s, &values[vector(slot)]);
             }
         } else {
             for (slot, &p) in weights.iter().enumerate() {
-                f(p, &values[head + slot * hd + c..head + (slot + 1) * hd]);
+                f(p, &values[vector(slot)]);
             }
         }
     }
