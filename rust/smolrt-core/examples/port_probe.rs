@@ -111,47 +111,40 @@ fn imul_chain(iters: u64) {
 }
 
 #[cfg(target_arch = "x86_64")]
-/// Twelve independent accumulators, zmm0..zmm11, fed from zmm12/zmm13 (or ymm, for `ymm`).
-#[rustfmt::skip]
-macro_rules! twelve {
-    ($op:literal, $a:literal, $b:literal, $w:literal) => {
-        concat!(
-            $op, " ", $w, "0, ", $a, ", ", $b, "\n",
-            $op, " ", $w, "1, ", $a, ", ", $b, "\n",
-            $op, " ", $w, "2, ", $a, ", ", $b, "\n",
-            $op, " ", $w, "3, ", $a, ", ", $b, "\n",
-            $op, " ", $w, "4, ", $a, ", ", $b, "\n",
-            $op, " ", $w, "5, ", $a, ", ", $b, "\n",
-            $op, " ", $w, "6, ", $a, ", ", $b, "\n",
-            $op, " ", $w, "7, ", $a, ", ", $b, "\n",
-            $op, " ", $w, "8, ", $a, ", ", $b, "\n",
-            $op, " ", $w, "9, ", $a, ", ", $b, "\n",
-            $op, " ", $w, "10, ", $a, ", ", $b, "\n",
-            $op, " ", $w, "11, ", $a, ", ", $b, "\n",
-        )
+/// `op dst, a, b` for each destination register, one instruction a line.
+macro_rules! on_each {
+    ($op:literal, $a:literal, $b:literal, [$($dst:literal),+]) => {
+        concat!($($op, " ", $dst, ", ", $a, ", ", $b, "\n"),+)
     };
 }
 
 #[cfg(target_arch = "x86_64")]
-/// Twelve accumulators in zmm0..zmm11 for `vpdpbusd` and twelve more in zmm16..zmm27 for the
-/// fused multiply-adds, so the two streams never wait on each other.
+/// The twelve independent accumulators of a loop: zmm0..zmm11 (ymm0..ymm11 for 256 bits), and
+/// zmm16..zmm27 for the interleaved loop's fused multiply-adds, so its two streams never wait
+/// on each other. The inputs are zmm12 (bytes of 1) and zmm13/zmm14 (0.0 and a normal float).
 #[rustfmt::skip]
-macro_rules! twelve_high {
+macro_rules! zmm_low {
     ($op:literal, $a:literal, $b:literal) => {
-        concat!(
-            $op, " zmm16, ", $a, ", ", $b, "\n",
-            $op, " zmm17, ", $a, ", ", $b, "\n",
-            $op, " zmm18, ", $a, ", ", $b, "\n",
-            $op, " zmm19, ", $a, ", ", $b, "\n",
-            $op, " zmm20, ", $a, ", ", $b, "\n",
-            $op, " zmm21, ", $a, ", ", $b, "\n",
-            $op, " zmm22, ", $a, ", ", $b, "\n",
-            $op, " zmm23, ", $a, ", ", $b, "\n",
-            $op, " zmm24, ", $a, ", ", $b, "\n",
-            $op, " zmm25, ", $a, ", ", $b, "\n",
-            $op, " zmm26, ", $a, ", ", $b, "\n",
-            $op, " zmm27, ", $a, ", ", $b, "\n",
-        )
+        on_each!($op, $a, $b, ["zmm0", "zmm1", "zmm2", "zmm3", "zmm4", "zmm5",
+                               "zmm6", "zmm7", "zmm8", "zmm9", "zmm10", "zmm11"])
+    };
+}
+
+#[cfg(target_arch = "x86_64")]
+#[rustfmt::skip]
+macro_rules! ymm_low {
+    ($op:literal, $a:literal, $b:literal) => {
+        on_each!($op, $a, $b, ["ymm0", "ymm1", "ymm2", "ymm3", "ymm4", "ymm5",
+                               "ymm6", "ymm7", "ymm8", "ymm9", "ymm10", "ymm11"])
+    };
+}
+
+#[cfg(target_arch = "x86_64")]
+#[rustfmt::skip]
+macro_rules! zmm_high {
+    ($op:literal, $a:literal, $b:literal) => {
+        on_each!($op, $a, $b, ["zmm16", "zmm17", "zmm18", "zmm19", "zmm20", "zmm21",
+                               "zmm22", "zmm23", "zmm24", "zmm25", "zmm26", "zmm27"])
     };
 }
 
@@ -166,8 +159,8 @@ macro_rules! vector_loop {
             "vpabsb zmm12, zmm12",
             "vpxord zmm13, zmm13, zmm13",
             "vmovaps zmm14, zmm12",
-            twelve!("vpxord", "zmm13", "zmm13", "zmm"),
-            twelve_high!("vpxord", "zmm13", "zmm13"),
+            zmm_low!("vpxord", "zmm13", "zmm13"),
+            zmm_high!("vpxord", "zmm13", "zmm13"),
             "2:",
             $body,
             "dec {n}",
@@ -188,19 +181,19 @@ macro_rules! vector_loop {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512vnni")]
 unsafe fn vpdpbusd_zmm(iters: u64) {
-    vector_loop!(iters, twelve!("vpdpbusd", "zmm12", "zmm12", "zmm"));
+    vector_loop!(iters, zmm_low!("vpdpbusd", "zmm12", "zmm12"));
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,fma")]
 unsafe fn fma_zmm(iters: u64) {
-    vector_loop!(iters, twelve!("vfmadd231ps", "zmm13", "zmm14", "zmm"));
+    vector_loop!(iters, zmm_low!("vfmadd231ps", "zmm13", "zmm14"));
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512vl,fma")]
 unsafe fn fma_ymm(iters: u64) {
-    vector_loop!(iters, twelve!("vfmadd231ps", "ymm13", "ymm14", "ymm"));
+    vector_loop!(iters, ymm_low!("vfmadd231ps", "ymm13", "ymm14"));
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -209,8 +202,8 @@ unsafe fn vpdpbusd_and_fma_zmm(iters: u64) {
     vector_loop!(
         iters,
         concat!(
-            twelve!("vpdpbusd", "zmm12", "zmm12", "zmm"),
-            twelve_high!("vfmadd231ps", "zmm13", "zmm14")
+            zmm_low!("vpdpbusd", "zmm12", "zmm12"),
+            zmm_high!("vfmadd231ps", "zmm13", "zmm14")
         )
     );
 }
