@@ -111,40 +111,34 @@ fn imul_chain(iters: u64) {
 }
 
 #[cfg(target_arch = "x86_64")]
-/// `op dst, a, b` for each destination register, one instruction a line.
+/// `op dst, a, b` for each destination register `width` + number, one instruction a line.
 macro_rules! on_each {
-    ($op:literal, $a:literal, $b:literal, [$($dst:literal),+]) => {
-        concat!($($op, " ", $dst, ", ", $a, ", ", $b, "\n"),+)
+    ($op:literal, $a:literal, $b:literal, $width:literal, [$($n:literal),+]) => {
+        concat!($($op, " ", $width, $n, ", ", $a, ", ", $b, "\n"),+)
     };
 }
 
 #[cfg(target_arch = "x86_64")]
-/// The twelve independent accumulators of a loop: zmm0..zmm11 (ymm0..ymm11 for 256 bits), and
-/// zmm16..zmm27 for the interleaved loop's fused multiply-adds, so its two streams never wait
-/// on each other. The inputs are zmm12 (bytes of 1) and zmm13/zmm14 (0.0 and a normal float).
-#[rustfmt::skip]
-macro_rules! zmm_low {
-    ($op:literal, $a:literal, $b:literal) => {
-        on_each!($op, $a, $b, ["zmm0", "zmm1", "zmm2", "zmm3", "zmm4", "zmm5",
-                               "zmm6", "zmm7", "zmm8", "zmm9", "zmm10", "zmm11"])
+/// The twelve independent accumulators of a loop: registers 0..11 of `width` ("zmm" or
+/// "ymm"). The inputs are zmm12 (bytes of 1) and zmm13/zmm14 (0.0 and a normal float).
+macro_rules! low {
+    ($op:literal, $a:literal, $b:literal, $width:literal) => {
+        on_each!($op, $a, $b, $width, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11])
     };
 }
 
 #[cfg(target_arch = "x86_64")]
-#[rustfmt::skip]
-macro_rules! ymm_low {
+/// zmm16..zmm27: the interleaved loop's fused multiply-adds, so its two streams of twelve never
+/// wait on each other.
+macro_rules! high {
     ($op:literal, $a:literal, $b:literal) => {
-        on_each!($op, $a, $b, ["ymm0", "ymm1", "ymm2", "ymm3", "ymm4", "ymm5",
-                               "ymm6", "ymm7", "ymm8", "ymm9", "ymm10", "ymm11"])
-    };
-}
-
-#[cfg(target_arch = "x86_64")]
-#[rustfmt::skip]
-macro_rules! zmm_high {
-    ($op:literal, $a:literal, $b:literal) => {
-        on_each!($op, $a, $b, ["zmm16", "zmm17", "zmm18", "zmm19", "zmm20", "zmm21",
-                               "zmm22", "zmm23", "zmm24", "zmm25", "zmm26", "zmm27"])
+        on_each!(
+            $op,
+            $a,
+            $b,
+            "zmm",
+            [16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27]
+        )
     };
 }
 
@@ -159,8 +153,8 @@ macro_rules! vector_loop {
             "vpabsb zmm12, zmm12",
             "vpxord zmm13, zmm13, zmm13",
             "vmovaps zmm14, zmm12",
-            zmm_low!("vpxord", "zmm13", "zmm13"),
-            zmm_high!("vpxord", "zmm13", "zmm13"),
+            low!("vpxord", "zmm13", "zmm13", "zmm"),
+            high!("vpxord", "zmm13", "zmm13"),
             "2:",
             $body,
             "dec {n}",
@@ -181,19 +175,19 @@ macro_rules! vector_loop {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512vnni")]
 unsafe fn vpdpbusd_zmm(iters: u64) {
-    vector_loop!(iters, zmm_low!("vpdpbusd", "zmm12", "zmm12"));
+    vector_loop!(iters, low!("vpdpbusd", "zmm12", "zmm12", "zmm"));
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,fma")]
 unsafe fn fma_zmm(iters: u64) {
-    vector_loop!(iters, zmm_low!("vfmadd231ps", "zmm13", "zmm14"));
+    vector_loop!(iters, low!("vfmadd231ps", "zmm13", "zmm14", "zmm"));
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512vl,fma")]
 unsafe fn fma_ymm(iters: u64) {
-    vector_loop!(iters, ymm_low!("vfmadd231ps", "ymm13", "ymm14"));
+    vector_loop!(iters, low!("vfmadd231ps", "ymm13", "ymm14", "ymm"));
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -202,8 +196,8 @@ unsafe fn vpdpbusd_and_fma_zmm(iters: u64) {
     vector_loop!(
         iters,
         concat!(
-            zmm_low!("vpdpbusd", "zmm12", "zmm12"),
-            zmm_high!("vfmadd231ps", "zmm13", "zmm14")
+            low!("vpdpbusd", "zmm12", "zmm12", "zmm"),
+            high!("vfmadd231ps", "zmm13", "zmm14")
         )
     );
 }
